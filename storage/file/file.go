@@ -1,0 +1,314 @@
+// Package file is the local-directory replica backend: files are laid out as
+// Litestream v0.5 lays them out, <root>/ltx/<level>/<min>-<max>.ltx.
+//
+// A file's SHA-256 is kept in the extended attribute user.walsync.sha256. On a
+// filesystem without user xattrs it goes into a sidecar file
+// <min>-<max>.ltx.sha256 instead; Litestream's file client skips both (it
+// lists only names that parse as LTX files and reads only file contents).
+package file
+
+import (
+	"cmp"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net/url"
+	"os"
+	"path/filepath"
+	"slices"
+	"strconv"
+	"strings"
+	"syscall"
+
+	"github.com/superfly/ltx"
+	"golang.org/x/sys/unix"
+
+	"github.com/walsync/walsync/storage"
+)
+
+// XattrSHA256 is the extended attribute that holds a file's hex SHA-256.
+const XattrSHA256 = "user.walsync.sha256"
+
+// SidecarSuffix is appended to an LTX file's name for the SHA-256 sidecar
+// used where extended attributes are not supported.
+const SidecarSuffix = ".sha256"
+
+// Client is a replica in a local directory.
+type Client struct {
+	root string
+}
+
+var _ storage.Client = (*Client)(nil)
+
+// New returns a client for the replica rooted at dir. Nothing is created
+// until the first write.
+func New(dir string) *Client { return &Client{root: filepath.Clean(dir)} }
+
+// Root returns the replica's directory.
+func (c *Client) Root() string { return c.root }
+
+// String implements storage.Client.
+func (c *Client) String() string { return (&url.URL{Scheme: "file", Path: c.root}).String() }
+
+// Sub implements storage.Client.
+func (c *Client) Sub(name string) storage.Client {
+	return &Client{root: filepath.Join(c.root, filepath.FromSlash(name))}
+}
+
+// LevelDir returns the directory of one level.
+func (c *Client) LevelDir(level int) string {
+	return filepath.Join(c.root, "ltx", strconv.Itoa(level))
+}
+
+// Path returns the path of one LTX file.
+func (c *Client) Path(level int, minTXID, maxTXID ltx.TXID) string {
+	return filepath.Join(c.LevelDir(level), ltx.FormatFilename(minTXID, maxTXID))
+}
+
+// WriteLTXFile implements storage.Client.
+func (c *Client) WriteLTXFile(ctx context.Context, level int, minTXID, maxTXID ltx.TXID, r io.Reader) (*storage.FileInfo, error) {
+	if err := checkArgs(level, minTXID, maxTXID); err != nil {
+		return nil, err
+	}
+	if err := ctx.Err(); err != nil {
+		return nil, err
+	}
+	path := c.Path(level, minTXID, maxTXID)
+	dir := filepath.Dir(path)
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return nil, fmt.Errorf("create replica directory: %w", err)
+	}
+	tmp, err := os.CreateTemp(dir, filepath.Base(path)+".*.tmp")
+	if err != nil {
+		return nil, fmt.Errorf("create %s: %w", path, err)
+	}
+	committed := false
+	defer func() {
+		tmp.Close()
+		if !committed {
+			os.Remove(tmp.Name())
+		}
+	}()
+
+	sp, err := storage.SpoolLTX(tmp, r, minTXID, maxTXID)
+	if err != nil {
+		return nil, err
+	}
+	if err := tmp.Sync(); err != nil {
+		return nil, fmt.Errorf("fsync %s: %w", tmp.Name(), err)
+	}
+	if err := unix.Fsetxattr(int(tmp.Fd()), XattrSHA256, []byte(sp.SHA256), 0); err != nil {
+		if !errors.Is(err, unix.ENOTSUP) {
+			return nil, fmt.Errorf("set %s on %s: %w", XattrSHA256, tmp.Name(), err)
+		}
+		if err := writeSidecar(path+SidecarSuffix, sp.SHA256); err != nil {
+			return nil, err
+		}
+	}
+	ts := sp.Timestamp()
+	if err := tmp.Close(); err != nil {
+		return nil, fmt.Errorf("close %s: %w", tmp.Name(), err)
+	}
+	// Litestream takes a file's creation time from its mtime.
+	if err := os.Chtimes(tmp.Name(), ts, ts); err != nil {
+		return nil, err
+	}
+	if err := os.Rename(tmp.Name(), path); err != nil {
+		return nil, fmt.Errorf("rename into place: %w", err)
+	}
+	committed = true
+	if err := syncDir(dir); err != nil {
+		return nil, err
+	}
+	return &storage.FileInfo{Level: level, MinTXID: minTXID, MaxTXID: maxTXID, Size: sp.Size, CreatedAt: ts, SHA256: sp.SHA256}, nil
+}
+
+// OpenLTXFile implements storage.Client.
+func (c *Client) OpenLTXFile(ctx context.Context, level int, minTXID, maxTXID ltx.TXID) (io.ReadCloser, error) {
+	if err := checkArgs(level, minTXID, maxTXID); err != nil {
+		return nil, err
+	}
+	if err := ctx.Err(); err != nil {
+		return nil, err
+	}
+	path := c.Path(level, minTXID, maxTXID)
+	f, err := open(path)
+	if err != nil {
+		return nil, err
+	}
+	want, err := readSHA256(f, path)
+	if err != nil {
+		f.Close()
+		return nil, err
+	}
+	if err := storage.VerifyFile(f, path, want, minTXID, maxTXID); err != nil {
+		f.Close()
+		return nil, err
+	}
+	return f, nil
+}
+
+// OpenLTXRange implements storage.Client.
+func (c *Client) OpenLTXRange(ctx context.Context, level int, minTXID, maxTXID ltx.TXID, offset, size int64) (io.ReadCloser, error) {
+	if err := checkArgs(level, minTXID, maxTXID); err != nil {
+		return nil, err
+	}
+	if offset < 0 {
+		return nil, fmt.Errorf("negative offset %d", offset)
+	}
+	f, err := open(c.Path(level, minTXID, maxTXID))
+	if err != nil {
+		return nil, err
+	}
+	if _, err := f.Seek(offset, io.SeekStart); err != nil {
+		f.Close()
+		return nil, err
+	}
+	if size > 0 {
+		return storage.LimitReadCloser(f, size), nil
+	}
+	return f, nil
+}
+
+// LTXFiles implements storage.Client.
+func (c *Client) LTXFiles(ctx context.Context, level int, after ltx.TXID) (storage.FileIterator, error) {
+	if err := storage.ValidateLevel(level); err != nil {
+		return nil, err
+	}
+	if err := ctx.Err(); err != nil {
+		return nil, err
+	}
+	entries, err := os.ReadDir(c.LevelDir(level))
+	if errors.Is(err, os.ErrNotExist) {
+		return storage.NewSliceIterator(nil), nil
+	} else if err != nil {
+		return nil, fmt.Errorf("list %s: %w", c.LevelDir(level), err)
+	}
+	var infos []*storage.FileInfo
+	for _, e := range entries {
+		minTXID, maxTXID, err := ltx.ParseFilename(e.Name())
+		if err != nil || minTXID <= after || !e.Type().IsRegular() {
+			continue
+		}
+		fi, err := e.Info()
+		if errors.Is(err, os.ErrNotExist) {
+			continue // deleted while listing
+		} else if err != nil {
+			return nil, err
+		}
+		infos = append(infos, &storage.FileInfo{
+			Level: level, MinTXID: minTXID, MaxTXID: maxTXID,
+			Size: fi.Size(), CreatedAt: fi.ModTime().UTC(),
+		})
+	}
+	slices.SortFunc(infos, func(a, b *storage.FileInfo) int {
+		if a.MinTXID != b.MinTXID {
+			return cmp.Compare(a.MinTXID, b.MinTXID)
+		}
+		return cmp.Compare(a.MaxTXID, b.MaxTXID)
+	})
+	return storage.NewSliceIterator(infos), nil
+}
+
+// DeleteLTXFiles implements storage.Client.
+func (c *Client) DeleteLTXFiles(ctx context.Context, files []*storage.FileInfo) error {
+	dirs := map[string]bool{}
+	for _, fi := range files {
+		if err := ctx.Err(); err != nil {
+			return err
+		}
+		if err := checkArgs(fi.Level, fi.MinTXID, fi.MaxTXID); err != nil {
+			return err
+		}
+		path := c.Path(fi.Level, fi.MinTXID, fi.MaxTXID)
+		if err := os.Remove(path); err != nil && !errors.Is(err, os.ErrNotExist) {
+			return fmt.Errorf("delete %s: %w", path, err)
+		}
+		if err := os.Remove(path + SidecarSuffix); err != nil && !errors.Is(err, os.ErrNotExist) {
+			return fmt.Errorf("delete %s: %w", path+SidecarSuffix, err)
+		}
+		dirs[filepath.Dir(path)] = true
+	}
+	for dir := range dirs {
+		if err := syncDir(dir); err != nil && !errors.Is(err, os.ErrNotExist) {
+			return err
+		}
+	}
+	return nil
+}
+
+func checkArgs(level int, minTXID, maxTXID ltx.TXID) error {
+	if err := storage.ValidateLevel(level); err != nil {
+		return err
+	}
+	return storage.ValidateRange(minTXID, maxTXID)
+}
+
+func open(path string) (*os.File, error) {
+	f, err := os.Open(path)
+	if errors.Is(err, os.ErrNotExist) {
+		return nil, fmt.Errorf("open %s: %w", path, storage.ErrNotFound)
+	} else if err != nil {
+		return nil, fmt.Errorf("open %s: %w", path, err)
+	}
+	return f, nil
+}
+
+// readSHA256 returns the file's recorded SHA-256, or "" when it has none
+// (a file written by Litestream).
+func readSHA256(f *os.File, path string) (string, error) {
+	buf := make([]byte, 64)
+	n, err := unix.Fgetxattr(int(f.Fd()), XattrSHA256, buf)
+	switch {
+	case err == nil:
+		return validSHA256(string(buf[:n]), path)
+	case errors.Is(err, unix.ENODATA), errors.Is(err, unix.ENOTSUP):
+		b, err := os.ReadFile(path + SidecarSuffix)
+		if errors.Is(err, os.ErrNotExist) {
+			return "", nil
+		} else if err != nil {
+			return "", fmt.Errorf("read %s: %w", path+SidecarSuffix, err)
+		}
+		return validSHA256(strings.TrimSpace(string(b)), path)
+	case errors.Is(err, unix.ERANGE):
+		return "", &storage.CorruptError{Object: path, Reason: "the " + XattrSHA256 + " attribute is not a SHA-256"}
+	default:
+		return "", fmt.Errorf("read %s of %s: %w", XattrSHA256, path, err)
+	}
+}
+
+func validSHA256(s, path string) (string, error) {
+	if len(s) != 64 || strings.Trim(s, "0123456789abcdef") != "" {
+		return "", &storage.CorruptError{Object: path, Reason: fmt.Sprintf("recorded SHA-256 %q is malformed", s)}
+	}
+	return s, nil
+}
+
+func writeSidecar(path, sum string) error {
+	tmp := path + ".tmp"
+	if err := os.WriteFile(tmp, []byte(sum+"\n"), 0o644); err != nil {
+		return fmt.Errorf("write %s: %w", tmp, err)
+	}
+	f, err := os.Open(tmp)
+	if err == nil {
+		err = f.Sync()
+		f.Close()
+	}
+	if err != nil {
+		return fmt.Errorf("fsync %s: %w", tmp, err)
+	}
+	return os.Rename(tmp, path)
+}
+
+func syncDir(dir string) error {
+	d, err := os.Open(dir)
+	if err != nil {
+		return err
+	}
+	defer d.Close()
+	if err := d.Sync(); err != nil && !errors.Is(err, syscall.EINVAL) {
+		return fmt.Errorf("fsync directory %s: %w", dir, err)
+	}
+	return nil
+}

@@ -1,0 +1,484 @@
+// Package s3 is the replica backend for AWS S3 and S3-compatible services
+// (MinIO, Tigris, Cloudflare R2, Backblaze B2, versitygw), in Litestream
+// v0.5's layout: <prefix>/<level %04x>/<min %016x>-<max %016x>.ltx.
+//
+// It is a small SigV4 client over net/http rather than the AWS SDK: one
+// transport and connection pool serve every database in the process, and it
+// costs less memory (see docs/design/storage.md for the measurements).
+package s3
+
+import (
+	"bytes"
+	"context"
+	"crypto/md5"
+	"crypto/sha256"
+	"encoding/base64"
+	"encoding/hex"
+	"encoding/xml"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"net/url"
+	"path"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/superfly/ltx"
+
+	"github.com/walsync/walsync/storage"
+)
+
+// Object metadata keys (sent as x-amz-meta-<key>).
+const (
+	MetaSHA256    = "sha256"
+	MetaTimestamp = "litestream-timestamp" // RFC 3339 (nano) of the LTX header's timestamp, as Litestream writes it
+)
+
+// Client is a replica at a prefix of a bucket.
+type Client struct {
+	s      *store
+	prefix string
+}
+
+var _ storage.Client = (*Client)(nil)
+
+// New returns a client for cfg's bucket and prefix. It does no I/O; the
+// first request reports unreachable endpoints, missing buckets or refused
+// credentials.
+func New(cfg Config) (*Client, error) {
+	r, err := resolve(cfg)
+	if err != nil {
+		return nil, err
+	}
+	return &Client{s: newStore(r), prefix: r.Prefix}, nil
+}
+
+// String implements storage.Client.
+func (c *Client) String() string {
+	if c.prefix == "" {
+		return "s3://" + c.s.cfg.Bucket
+	}
+	return "s3://" + c.s.cfg.Bucket + "/" + c.prefix
+}
+
+// Bucket returns the bucket name.
+func (c *Client) Bucket() string { return c.s.cfg.Bucket }
+
+// Prefix returns the key prefix of this replica.
+func (c *Client) Prefix() string { return c.prefix }
+
+// Endpoint returns the endpoint URL requests go to.
+func (c *Client) Endpoint() string { return c.s.endpointString() }
+
+// CredentialSource says where the credentials came from (never their values).
+func (c *Client) CredentialSource() string { return c.s.cfg.Credentials.Source }
+
+// Sub implements storage.Client. The new client shares c's connections.
+func (c *Client) Sub(name string) storage.Client {
+	return &Client{s: c.s, prefix: strings.Trim(path.Join(c.prefix, name), "/")}
+}
+
+func (c *Client) levelPrefix(level int) string {
+	p := fmt.Sprintf("%04x/", level)
+	if c.prefix != "" {
+		p = c.prefix + "/" + p
+	}
+	return p
+}
+
+// Key returns the object key of an LTX file.
+func (c *Client) Key(level int, minTXID, maxTXID ltx.TXID) string {
+	return c.levelPrefix(level) + ltx.FormatFilename(minTXID, maxTXID)
+}
+
+func (c *Client) objectURL(key string) string { return "s3://" + c.s.cfg.Bucket + "/" + key }
+
+func checkArgs(level int, minTXID, maxTXID ltx.TXID) error {
+	if err := storage.ValidateLevel(level); err != nil {
+		return err
+	}
+	return storage.ValidateRange(minTXID, maxTXID)
+}
+
+// WriteLTXFile implements storage.Client. The file is spooled to a temp
+// file first: its SHA-256 must be known before the request headers are sent,
+// and a retry must be able to send it again.
+func (c *Client) WriteLTXFile(ctx context.Context, level int, minTXID, maxTXID ltx.TXID, r io.Reader) (*storage.FileInfo, error) {
+	if err := checkArgs(level, minTXID, maxTXID); err != nil {
+		return nil, err
+	}
+	f, err := storage.CreateUnlinkedTemp(c.s.cfg.TempDir)
+	if err != nil {
+		return nil, err
+	}
+	defer f.Close()
+	sp, err := storage.SpoolLTX(f, r, minTXID, maxTXID)
+	if err != nil {
+		return nil, err
+	}
+	key := c.Key(level, minTXID, maxTXID)
+	h := http.Header{}
+	h.Set("Content-Type", "application/octet-stream")
+	h.Set("X-Amz-Meta-"+MetaSHA256, sp.SHA256)
+	h.Set("X-Amz-Meta-"+MetaTimestamp, sp.Timestamp().Format(time.RFC3339Nano))
+
+	if sp.Size >= c.s.cfg.MultipartThreshold {
+		err = c.putMultipart(ctx, key, h, sp)
+	} else {
+		err = c.putObject(ctx, key, h, sp)
+	}
+	if err != nil {
+		return nil, err
+	}
+	return &storage.FileInfo{Level: level, MinTXID: minTXID, MaxTXID: maxTXID, Size: sp.Size, CreatedAt: sp.Timestamp(), SHA256: sp.SHA256}, nil
+}
+
+func (c *Client) putObject(ctx context.Context, key string, h http.Header, sp *storage.Spooled) error {
+	resp, err := c.s.do(ctx, &request{
+		op: "put", method: http.MethodPut, key: key, header: h,
+		body: io.NewSectionReader(sp.File, 0, sp.Size), length: sp.Size, sha256: sp.SHA256,
+	})
+	if err != nil {
+		return err
+	}
+	drain(resp)
+	return nil
+}
+
+// putMultipart uploads sp in parts read straight from the spool file, so
+// memory does not grow with the object.
+func (c *Client) putMultipart(ctx context.Context, key string, h http.Header, sp *storage.Spooled) (err error) {
+	resp, err := c.s.do(ctx, &request{op: "create multipart upload", method: http.MethodPost, key: key, header: h, query: url.Values{"uploads": {""}}})
+	if err != nil {
+		return err
+	}
+	var created struct {
+		UploadID string `xml:"UploadId"`
+	}
+	err = decodeXML(resp, &created)
+	if err != nil || created.UploadID == "" {
+		return fmt.Errorf("s3: create multipart upload for %s: no upload ID in the response: %v", c.objectURL(key), err)
+	}
+	uploadID := created.UploadID
+	defer func() {
+		if err == nil {
+			return
+		}
+		actx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 30*time.Second)
+		defer cancel()
+		if resp, aerr := c.s.do(actx, &request{op: "abort multipart upload", method: http.MethodDelete, key: key, query: url.Values{"uploadId": {uploadID}}}); aerr == nil {
+			drain(resp)
+		} else {
+			c.s.cfg.Logger.Warn("could not abort multipart upload; a lifecycle rule for incomplete uploads will remove it", "object", c.objectURL(key), "error", aerr)
+		}
+	}()
+
+	type part struct {
+		PartNumber int    `xml:"PartNumber"`
+		ETag       string `xml:"ETag"`
+	}
+	var parts []part
+	partSize := c.s.cfg.PartSize
+	for off, n := int64(0), 1; off < sp.Size; off, n = off+partSize, n+1 {
+		size := min(partSize, sp.Size-off)
+		sec := io.NewSectionReader(sp.File, off, size)
+		hs := sha256.New()
+		if _, err := io.Copy(hs, sec); err != nil {
+			return fmt.Errorf("s3: read part %d of %s: %w", n, c.objectURL(key), err)
+		}
+		resp, err := c.s.do(ctx, &request{
+			op: "upload part", method: http.MethodPut, key: key,
+			query: url.Values{"partNumber": {strconv.Itoa(n)}, "uploadId": {uploadID}},
+			body:  sec, length: size, sha256: hex.EncodeToString(hs.Sum(nil)),
+		})
+		if err != nil {
+			return err
+		}
+		etag := resp.Header.Get("ETag")
+		drain(resp)
+		if etag == "" {
+			return fmt.Errorf("s3: upload part %d of %s: no ETag in the response", n, c.objectURL(key))
+		}
+		parts = append(parts, part{PartNumber: n, ETag: etag})
+	}
+
+	body, err := xml.Marshal(struct {
+		XMLName xml.Name `xml:"CompleteMultipartUpload"`
+		Parts   []part   `xml:"Part"`
+	}{Parts: parts})
+	if err != nil {
+		return err
+	}
+	sum := sha256.Sum256(body)
+	resp, err = c.s.do(ctx, &request{
+		op: "complete multipart upload", method: http.MethodPost, key: key,
+		query: url.Values{"uploadId": {uploadID}}, header: http.Header{"Content-Type": {"application/xml"}},
+		body: bytes.NewReader(body), length: int64(len(body)), sha256: hex.EncodeToString(sum[:]),
+	})
+	if err != nil {
+		return err
+	}
+	// A 200 response may still carry an error document.
+	var done struct {
+		XMLName xml.Name
+		Code    string `xml:"Code"`
+		Message string `xml:"Message"`
+	}
+	if err := decodeXML(resp, &done); err != nil {
+		return fmt.Errorf("s3: complete multipart upload of %s: %w", c.objectURL(key), err)
+	}
+	if done.XMLName.Local == "Error" {
+		return c.s.newError(&request{op: "complete multipart upload", key: key}, http.StatusOK, done.Code, done.Message)
+	}
+	return nil
+}
+
+// OpenLTXFile implements storage.Client. The object is downloaded into an
+// unlinked temp file and verified there; a download cut short is retried.
+func (c *Client) OpenLTXFile(ctx context.Context, level int, minTXID, maxTXID ltx.TXID) (io.ReadCloser, error) {
+	if err := checkArgs(level, minTXID, maxTXID); err != nil {
+		return nil, err
+	}
+	key := c.Key(level, minTXID, maxTXID)
+	f, err := storage.CreateUnlinkedTemp(c.s.cfg.TempDir)
+	if err != nil {
+		return nil, err
+	}
+	var lastErr error
+	for attempt := 0; attempt <= c.s.cfg.MaxRetries; attempt++ {
+		if attempt > 0 {
+			if err := c.s.backoff(ctx, attempt, &request{op: "get", key: key}, lastErr); err != nil {
+				f.Close()
+				return nil, err
+			}
+		}
+		var want string
+		want, lastErr = c.download(ctx, key, f)
+		if lastErr == nil {
+			if err := storage.VerifyFile(f, c.objectURL(key), want, minTXID, maxTXID); err != nil {
+				f.Close()
+				return nil, err
+			}
+			return f, nil
+		}
+		var cut *cutShortError
+		if ctx.Err() != nil || !errors.As(lastErr, &cut) {
+			break // do() already retried what it could
+		}
+	}
+	f.Close()
+	return nil, lastErr
+}
+
+// download copies the object into f (truncating it first) and returns the
+// SHA-256 from its metadata.
+func (c *Client) download(ctx context.Context, key string, f io.WriteSeeker) (string, error) {
+	if t, ok := f.(interface{ Truncate(int64) error }); ok {
+		if err := t.Truncate(0); err != nil {
+			return "", err
+		}
+	}
+	if _, err := f.Seek(0, io.SeekStart); err != nil {
+		return "", err
+	}
+	resp, err := c.s.do(ctx, &request{op: "get", method: http.MethodGet, key: key})
+	if err != nil {
+		return "", err
+	}
+	defer resp.Body.Close()
+	n, err := io.Copy(f, resp.Body)
+	if err != nil {
+		return "", &cutShortError{fmt.Errorf("s3: download %s: %w", c.objectURL(key), err)}
+	}
+	if resp.ContentLength >= 0 && n != resp.ContentLength {
+		return "", &cutShortError{fmt.Errorf("s3: download %s: got %d of %d bytes", c.objectURL(key), n, resp.ContentLength)}
+	}
+	return strings.ToLower(resp.Header.Get("X-Amz-Meta-" + MetaSHA256)), nil
+}
+
+// cutShortError is a download whose body broke off; it is worth retrying.
+type cutShortError struct{ err error }
+
+func (e *cutShortError) Error() string { return e.err.Error() }
+func (e *cutShortError) Unwrap() error { return e.err }
+
+// OpenLTXRange implements storage.Client.
+func (c *Client) OpenLTXRange(ctx context.Context, level int, minTXID, maxTXID ltx.TXID, offset, size int64) (io.ReadCloser, error) {
+	if err := checkArgs(level, minTXID, maxTXID); err != nil {
+		return nil, err
+	}
+	if offset < 0 {
+		return nil, fmt.Errorf("negative offset %d", offset)
+	}
+	h := http.Header{}
+	if size > 0 {
+		h.Set("Range", fmt.Sprintf("bytes=%d-%d", offset, offset+size-1))
+	} else if offset > 0 {
+		h.Set("Range", fmt.Sprintf("bytes=%d-", offset))
+	}
+	resp, err := c.s.do(ctx, &request{op: "get range", method: http.MethodGet, key: c.Key(level, minTXID, maxTXID), header: h})
+	if err != nil {
+		return nil, err
+	}
+	if h.Get("Range") != "" && resp.StatusCode != http.StatusPartialContent {
+		resp.Body.Close()
+		return nil, fmt.Errorf("s3: %s ignored the range request (HTTP %d)", c.objectURL(c.Key(level, minTXID, maxTXID)), resp.StatusCode)
+	}
+	return resp.Body, nil
+}
+
+// LTXFiles implements storage.Client with ListObjectsV2, starting after the
+// key of TXID after so that earlier files are never listed again.
+func (c *Client) LTXFiles(ctx context.Context, level int, after ltx.TXID) (storage.FileIterator, error) {
+	if err := storage.ValidateLevel(level); err != nil {
+		return nil, err
+	}
+	it := &listIterator{ctx: ctx, c: c, level: level, prefix: c.levelPrefix(level), after: after}
+	if after > 0 {
+		it.startAfter = it.prefix + ltx.FormatFilename(after, ^ltx.TXID(0))
+	}
+	return it, nil
+}
+
+// listPageSize is S3's maximum keys per ListObjectsV2 page.
+const listPageSize = 1000
+
+type listIterator struct {
+	ctx        context.Context
+	c          *Client
+	level      int
+	prefix     string
+	after      ltx.TXID
+	startAfter string
+	token      string
+	done       bool
+	page       []*storage.FileInfo
+	item       *storage.FileInfo
+	err        error
+}
+
+func (it *listIterator) Next() bool {
+	for len(it.page) == 0 {
+		if it.done || it.err != nil {
+			it.item = nil
+			return false
+		}
+		it.err = it.fetch()
+	}
+	it.item, it.page = it.page[0], it.page[1:]
+	return true
+}
+
+func (it *listIterator) fetch() error {
+	q := url.Values{"list-type": {"2"}, "prefix": {it.prefix}, "max-keys": {strconv.Itoa(listPageSize)}}
+	if it.token != "" {
+		q.Set("continuation-token", it.token)
+	} else if it.startAfter != "" {
+		q.Set("start-after", it.startAfter)
+	}
+	resp, err := it.c.s.do(it.ctx, &request{op: "list", method: http.MethodGet, query: q})
+	if err != nil {
+		return err
+	}
+	var out struct {
+		Contents []struct {
+			Key          string    `xml:"Key"`
+			Size         int64     `xml:"Size"`
+			LastModified time.Time `xml:"LastModified"`
+		} `xml:"Contents"`
+		IsTruncated           bool   `xml:"IsTruncated"`
+		NextContinuationToken string `xml:"NextContinuationToken"`
+	}
+	if err := decodeXML(resp, &out); err != nil {
+		return fmt.Errorf("s3: list s3://%s/%s: %w", it.c.s.cfg.Bucket, it.prefix, err)
+	}
+	for _, o := range out.Contents {
+		name, ok := strings.CutPrefix(o.Key, it.prefix)
+		if !ok || strings.Contains(name, "/") {
+			continue
+		}
+		minTXID, maxTXID, err := ltx.ParseFilename(name)
+		if err != nil || minTXID <= it.after {
+			continue
+		}
+		it.page = append(it.page, &storage.FileInfo{
+			Level: it.level, MinTXID: minTXID, MaxTXID: maxTXID,
+			Size: o.Size, CreatedAt: o.LastModified.UTC(),
+		})
+	}
+	it.token = out.NextContinuationToken
+	it.done = !out.IsTruncated || it.token == ""
+	return nil
+}
+
+func (it *listIterator) Item() *storage.FileInfo { return it.item }
+func (it *listIterator) Err() error              { return it.err }
+func (it *listIterator) Close() error            { return nil }
+
+// DeleteLTXFiles implements storage.Client with DeleteObjects, 1,000 keys a
+// request.
+func (c *Client) DeleteLTXFiles(ctx context.Context, files []*storage.FileInfo) error {
+	type object struct {
+		Key string `xml:"Key"`
+	}
+	for len(files) > 0 {
+		batch := files[:min(len(files), 1000)]
+		files = files[len(batch):]
+		objs := make([]object, 0, len(batch))
+		for _, fi := range batch {
+			if err := checkArgs(fi.Level, fi.MinTXID, fi.MaxTXID); err != nil {
+				return err
+			}
+			objs = append(objs, object{Key: c.Key(fi.Level, fi.MinTXID, fi.MaxTXID)})
+		}
+		body, err := xml.Marshal(struct {
+			XMLName xml.Name `xml:"Delete"`
+			Quiet   bool     `xml:"Quiet"`
+			Objects []object `xml:"Object"`
+		}{Quiet: true, Objects: objs})
+		if err != nil {
+			return err
+		}
+		md := md5.Sum(body) // DeleteObjects requires Content-MD5
+		sum := sha256.Sum256(body)
+		resp, err := c.s.do(ctx, &request{
+			op: "delete", method: http.MethodPost, query: url.Values{"delete": {""}},
+			header: http.Header{"Content-Md5": {base64.StdEncoding.EncodeToString(md[:])}, "Content-Type": {"application/xml"}},
+			body:   bytes.NewReader(body), length: int64(len(body)), sha256: hex.EncodeToString(sum[:]),
+		})
+		if err != nil {
+			return err
+		}
+		var out struct {
+			Errors []struct {
+				Key     string `xml:"Key"`
+				Code    string `xml:"Code"`
+				Message string `xml:"Message"`
+			} `xml:"Error"`
+		}
+		if err := decodeXML(resp, &out); err != nil {
+			return fmt.Errorf("s3: delete in s3://%s: %w", c.s.cfg.Bucket, err)
+		}
+		for _, e := range out.Errors {
+			if e.Code != "NoSuchKey" {
+				return c.s.newError(&request{op: "delete", key: e.Key}, http.StatusOK, e.Code, e.Message)
+			}
+		}
+	}
+	return nil
+}
+
+func decodeXML(resp *http.Response, v any) error {
+	defer resp.Body.Close()
+	if err := xml.NewDecoder(io.LimitReader(resp.Body, 16<<20)).Decode(v); err != nil && !errors.Is(err, io.EOF) {
+		return fmt.Errorf("decode response: %w", err)
+	}
+	return nil
+}
+
+func drain(resp *http.Response) {
+	_, _ = io.Copy(io.Discard, io.LimitReader(resp.Body, 1<<20))
+	resp.Body.Close()
+}

@@ -1,0 +1,307 @@
+package s3
+
+import (
+	"bufio"
+	"crypto/tls"
+	"crypto/x509"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net/url"
+	"os"
+	"path/filepath"
+	"strings"
+	"time"
+)
+
+// Defaults for Config fields left zero.
+const (
+	DefaultRegion             = "us-east-1"
+	DefaultPartSize           = 16 << 20 // bytes per multipart part
+	DefaultMultipartThreshold = 64 << 20 // objects this large or larger go multipart
+	DefaultMaxRetries         = 8        // attempts after the first, for retryable failures
+	DefaultRetryBaseDelay     = 200 * time.Millisecond
+	DefaultRetryMaxDelay      = 15 * time.Second
+	DefaultResponseTimeout    = 60 * time.Second // for the first response byte
+	DefaultMaxConnsPerHost    = 32
+)
+
+// Config describes a bucket and how to reach it. Zero fields are filled from
+// the environment the way the AWS CLI fills them, then from the defaults.
+type Config struct {
+	Bucket string
+	Prefix string // key prefix, without leading or trailing slash
+
+	// Endpoint is an S3-compatible service's URL ("https://…"; a bare host
+	// gets https://). Empty: AWS_ENDPOINT_URL_S3, AWS_ENDPOINT_URL, else AWS.
+	Endpoint string
+	// Region: AWS_REGION, AWS_DEFAULT_REGION, the profile's region, else
+	// us-east-1 ("auto" for Cloudflare R2).
+	Region string
+	// ForcePathStyle: nil means path-style for custom endpoints and
+	// virtual-hosted style for AWS.
+	ForcePathStyle *bool
+
+	// Credentials: nil means the chain of AWS_ACCESS_KEY_ID /
+	// AWS_SECRET_ACCESS_KEY (or LITESTREAM_ACCESS_KEY_ID / …), then the
+	// shared credentials file and the config file for Profile.
+	Credentials *Credentials
+	Profile     string // empty: AWS_PROFILE, AWS_DEFAULT_PROFILE, "default"
+
+	CABundle string // PEM file of extra roots; empty: AWS_CA_BUNDLE
+
+	TempDir            string // where objects are spooled; empty: os.TempDir()
+	PartSize           int64
+	MultipartThreshold int64
+	MaxRetries         int // negative: no retries
+	RetryBaseDelay     time.Duration
+	ResponseTimeout    time.Duration
+
+	Logger *slog.Logger
+}
+
+// Credentials are static AWS credentials.
+type Credentials struct {
+	AccessKeyID     string
+	SecretAccessKey string
+	SessionToken    string
+	Source          string // where they came from, for logs (never the values)
+}
+
+// ParseURL splits "s3://bucket/prefix" into bucket and prefix.
+func ParseURL(raw string) (bucket, prefix string, err error) {
+	u, err := url.Parse(raw)
+	if err != nil {
+		return "", "", fmt.Errorf("invalid S3 URL %q: %w", raw, err)
+	}
+	if u.Scheme != "s3" {
+		return "", "", fmt.Errorf("invalid S3 URL %q: expected s3://bucket/prefix", raw)
+	}
+	if u.Host == "" {
+		return "", "", fmt.Errorf("invalid S3 URL %q: no bucket; expected s3://bucket/prefix", raw)
+	}
+	if u.User != nil {
+		return "", "", errors.New("invalid S3 URL: credentials do not belong in the URL; use AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY")
+	}
+	return u.Host, strings.Trim(u.Path, "/"), nil
+}
+
+// resolved is a Config with every default applied.
+type resolved struct {
+	Config
+	endpoint  *url.URL
+	custom    bool // not AWS
+	pathStyle bool
+	tls       *tls.Config
+}
+
+func resolve(cfg Config) (*resolved, error) {
+	r := &resolved{Config: cfg}
+	if r.Bucket == "" {
+		return nil, errors.New("s3: no bucket given")
+	}
+	r.Prefix = strings.Trim(r.Prefix, "/")
+	if r.Logger == nil {
+		r.Logger = slog.Default()
+	}
+	if r.Profile == "" {
+		r.Profile = firstEnv("AWS_PROFILE", "AWS_DEFAULT_PROFILE")
+	}
+	if r.Profile == "" {
+		r.Profile = "default"
+	}
+	if r.Endpoint == "" {
+		r.Endpoint = firstEnv("AWS_ENDPOINT_URL_S3", "AWS_ENDPOINT_URL")
+	}
+	profileCfg := loadProfileConfig(r.Profile)
+	if r.Region == "" {
+		r.Region = firstEnv("AWS_REGION", "AWS_DEFAULT_REGION")
+	}
+	if r.Region == "" {
+		r.Region = profileCfg["region"]
+	}
+
+	if r.Endpoint != "" {
+		ep := r.Endpoint
+		if !strings.Contains(ep, "://") {
+			ep = "https://" + ep // B2 endpoints are often written bare
+		}
+		u, err := url.Parse(ep)
+		if err != nil || u.Host == "" || (u.Scheme != "http" && u.Scheme != "https") {
+			return nil, fmt.Errorf("s3: invalid endpoint %q: expected https://host[:port]", r.Endpoint)
+		}
+		r.endpoint = &url.URL{Scheme: u.Scheme, Host: u.Host}
+		r.custom = !strings.HasSuffix(u.Hostname(), ".amazonaws.com")
+		if r.Region == "" && strings.HasSuffix(u.Hostname(), ".r2.cloudflarestorage.com") {
+			r.Region = "auto"
+		}
+	}
+	if r.Region == "" {
+		r.Region = DefaultRegion
+	}
+	if r.endpoint == nil {
+		r.endpoint = &url.URL{Scheme: "https", Host: "s3." + r.Region + ".amazonaws.com"}
+	}
+	if r.ForcePathStyle != nil {
+		r.pathStyle = *r.ForcePathStyle
+	} else {
+		// Dotted bucket names break TLS with virtual-hosted style.
+		r.pathStyle = r.custom || strings.Contains(r.Bucket, ".")
+	}
+
+	if r.Credentials == nil {
+		c, err := loadCredentials(r.Profile, profileCfg)
+		if err != nil {
+			return nil, err
+		}
+		r.Credentials = c
+	}
+	if r.Credentials.AccessKeyID == "" || r.Credentials.SecretAccessKey == "" {
+		return nil, errors.New("s3: incomplete credentials: both an access key ID and a secret access key are needed")
+	}
+
+	if r.CABundle == "" {
+		r.CABundle = os.Getenv("AWS_CA_BUNDLE")
+	}
+	if r.CABundle != "" {
+		pool, err := x509.SystemCertPool()
+		if err != nil || pool == nil {
+			pool = x509.NewCertPool()
+		}
+		pem, err := os.ReadFile(r.CABundle)
+		if err != nil {
+			return nil, fmt.Errorf("s3: read CA bundle (AWS_CA_BUNDLE): %w", err)
+		}
+		if !pool.AppendCertsFromPEM(pem) {
+			return nil, fmt.Errorf("s3: CA bundle %s holds no PEM certificate", r.CABundle)
+		}
+		r.tls = &tls.Config{RootCAs: pool, MinVersion: tls.VersionTLS12}
+	}
+
+	if r.PartSize <= 0 {
+		r.PartSize = DefaultPartSize
+	}
+	if r.PartSize < 5<<20 {
+		return nil, fmt.Errorf("s3: part size %d is below S3's 5 MiB minimum", r.PartSize)
+	}
+	if r.MultipartThreshold <= 0 {
+		r.MultipartThreshold = DefaultMultipartThreshold
+	}
+	if r.MaxRetries == 0 {
+		r.MaxRetries = DefaultMaxRetries
+	} else if r.MaxRetries < 0 {
+		r.MaxRetries = 0
+	}
+	if r.RetryBaseDelay <= 0 {
+		r.RetryBaseDelay = DefaultRetryBaseDelay
+	}
+	if r.ResponseTimeout <= 0 {
+		r.ResponseTimeout = DefaultResponseTimeout
+	}
+	return r, nil
+}
+
+func firstEnv(names ...string) string {
+	for _, n := range names {
+		if v := os.Getenv(n); v != "" {
+			return v
+		}
+	}
+	return ""
+}
+
+// loadCredentials walks the credential chain. Errors never carry values.
+func loadCredentials(profile string, profileCfg map[string]string) (*Credentials, error) {
+	for _, pair := range [][3]string{
+		{"AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN"},
+		{"LITESTREAM_ACCESS_KEY_ID", "LITESTREAM_SECRET_ACCESS_KEY", ""},
+	} {
+		id, secret := os.Getenv(pair[0]), os.Getenv(pair[1])
+		if id == "" && secret == "" {
+			continue
+		}
+		if id == "" || secret == "" {
+			return nil, fmt.Errorf("s3: %s and %s must be set together", pair[0], pair[1])
+		}
+		c := &Credentials{AccessKeyID: id, SecretAccessKey: secret, Source: "environment (" + pair[0] + ")"}
+		if pair[2] != "" {
+			c.SessionToken = os.Getenv(pair[2])
+		}
+		return c, nil
+	}
+
+	credFile := os.Getenv("AWS_SHARED_CREDENTIALS_FILE")
+	if credFile == "" {
+		credFile = homeFile(".aws", "credentials")
+	}
+	if sec, ok := readINI(credFile)[profile]; ok && sec["aws_access_key_id"] != "" {
+		return &Credentials{
+			AccessKeyID: sec["aws_access_key_id"], SecretAccessKey: sec["aws_secret_access_key"],
+			SessionToken: sec["aws_session_token"], Source: "shared credentials file, profile " + profile,
+		}, nil
+	}
+	if profileCfg["aws_access_key_id"] != "" {
+		return &Credentials{
+			AccessKeyID: profileCfg["aws_access_key_id"], SecretAccessKey: profileCfg["aws_secret_access_key"],
+			SessionToken: profileCfg["aws_session_token"], Source: "AWS config file, profile " + profile,
+		}, nil
+	}
+	return nil, fmt.Errorf("s3: no credentials found: set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY, "+
+		"or add profile %q to ~/.aws/credentials (AWS_PROFILE selects another profile)", profile)
+}
+
+// loadProfileConfig returns the profile's section of the AWS config file.
+func loadProfileConfig(profile string) map[string]string {
+	path := os.Getenv("AWS_CONFIG_FILE")
+	if path == "" {
+		path = homeFile(".aws", "config")
+	}
+	sections := readINI(path)
+	if profile == "default" {
+		if s, ok := sections["default"]; ok {
+			return s
+		}
+	}
+	return sections["profile "+profile]
+}
+
+func homeFile(elem ...string) string {
+	home, err := os.UserHomeDir()
+	if err != nil {
+		return ""
+	}
+	return filepath.Join(append([]string{home}, elem...)...)
+}
+
+// readINI parses the AWS CLI's INI files; a missing file is empty.
+func readINI(path string) map[string]map[string]string {
+	out := map[string]map[string]string{}
+	if path == "" {
+		return out
+	}
+	f, err := os.Open(path)
+	if err != nil {
+		return out
+	}
+	defer f.Close()
+	var cur map[string]string
+	sc := bufio.NewScanner(f)
+	for sc.Scan() {
+		line := strings.TrimSpace(sc.Text())
+		if line == "" || line[0] == '#' || line[0] == ';' {
+			continue
+		}
+		if line[0] == '[' && strings.HasSuffix(line, "]") {
+			name := strings.TrimSpace(line[1 : len(line)-1])
+			if out[name] == nil {
+				out[name] = map[string]string{}
+			}
+			cur = out[name]
+			continue
+		}
+		if k, v, ok := strings.Cut(line, "="); ok && cur != nil {
+			cur[strings.ToLower(strings.TrimSpace(k))] = strings.TrimSpace(v)
+		}
+	}
+	return out
+}
