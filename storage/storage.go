@@ -173,3 +173,9 @@ func Collect(it FileIterator) ([]*FileInfo, error) {
 	}
 	return out, it.Close()
 }
+
+// ReplicaLister is implemented by backends that can find the replicas below
+// a client: every sub-path that holds LTX files, relative to the client.
+type ReplicaLister interface {
+	ListReplicas(ctx context.Context) ([]string, error)
+}

@@ -312,3 +312,31 @@ func syncDir(dir string) error {
 	}
 	return nil
 }
+
+// ListReplicas implements storage.ReplicaLister: every directory below the
+// root that has an ltx/<level> directory.
+func (c *Client) ListReplicas(ctx context.Context) ([]string, error) {
+	var names []string
+	err := filepath.WalkDir(c.root, func(path string, d os.DirEntry, err error) error {
+		if err != nil {
+			if errors.Is(err, os.ErrNotExist) {
+				return nil
+			}
+			return err
+		}
+		if err := ctx.Err(); err != nil {
+			return err
+		}
+		if !d.IsDir() || d.Name() != "ltx" {
+			return nil
+		}
+		rel, err := filepath.Rel(c.root, filepath.Dir(path))
+		if err != nil {
+			return err
+		}
+		names = append(names, filepath.ToSlash(rel))
+		return filepath.SkipDir
+	})
+	slices.Sort(names)
+	return names, err
+}

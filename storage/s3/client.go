@@ -21,6 +21,7 @@ import (
 	"net/http"
 	"net/url"
 	"path"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -481,4 +482,63 @@ func decodeXML(resp *http.Response, v any) error {
 func drain(resp *http.Response) {
 	_, _ = io.Copy(io.Discard, io.LimitReader(resp.Body, 1<<20))
 	resp.Body.Close()
+}
+
+// ListReplicas implements storage.ReplicaLister: every prefix below this
+// one that holds <level %04x>/<min>-<max>.ltx keys. It lists the whole
+// prefix, so it is meant for administration, not for the hot path.
+func (c *Client) ListReplicas(ctx context.Context) ([]string, error) {
+	base := ""
+	if c.prefix != "" {
+		base = c.prefix + "/"
+	}
+	seen := map[string]bool{}
+	token := ""
+	for {
+		q := url.Values{"list-type": {"2"}, "prefix": {base}, "max-keys": {strconv.Itoa(listPageSize)}}
+		if token != "" {
+			q.Set("continuation-token", token)
+		}
+		resp, err := c.s.do(ctx, &request{op: "list", method: http.MethodGet, query: q})
+		if err != nil {
+			return nil, err
+		}
+		var out struct {
+			Contents []struct {
+				Key string `xml:"Key"`
+			} `xml:"Contents"`
+			IsTruncated           bool   `xml:"IsTruncated"`
+			NextContinuationToken string `xml:"NextContinuationToken"`
+		}
+		if err := decodeXML(resp, &out); err != nil {
+			return nil, err
+		}
+		for _, o := range out.Contents {
+			rel := strings.TrimPrefix(o.Key, base)
+			dir, name := path.Split(rel)
+			if _, _, err := ltx.ParseFilename(name); err != nil {
+				continue
+			}
+			dir = strings.TrimSuffix(dir, "/")
+			lvl := path.Base(dir)
+			if len(lvl) != 4 || strings.Trim(lvl, "0123456789abcdef") != "" {
+				continue
+			}
+			name = path.Dir(dir)
+			if name == "." {
+				name = ""
+			}
+			seen[name] = true
+		}
+		if !out.IsTruncated || out.NextContinuationToken == "" {
+			break
+		}
+		token = out.NextContinuationToken
+	}
+	names := make([]string, 0, len(seen))
+	for n := range seen {
+		names = append(names, n)
+	}
+	slices.Sort(names)
+	return names, nil
 }

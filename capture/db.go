@@ -1,0 +1,769 @@
+// Package capture turns a SQLite database's committed WAL content into LTX
+// files in a replica, without ever writing into the database.
+//
+// The lock protocol (docs/design/capture.md has the argument in full):
+//
+//   - A "pin" connection holds a read transaction while the database is
+//     open. While it holds a read mark on slot 1+, no WAL restart can happen;
+//     on slot 0 (it began when the WAL was fully checkpointed) at most one
+//     restart can happen, and only before any new frame is appended.
+//   - Frames are read straight from the -wal file, validated by salts and the
+//     cumulative checksum, and cut at the last valid commit frame.
+//   - The pin is only ever (re)started while a second "seal" connection holds
+//     the write lock (BEGIN IMMEDIATE) and every committed frame has been
+//     captured. So whenever a restart happens, every frame it discards has
+//     already been captured, and exactly one generation step is proof of it.
+//   - To let the WAL restart, walsync periodically seals, captures to the
+//     end, runs a PASSIVE checkpoint, re-pins and unseals.
+//
+// Anything outside this (the database replaced, the WAL jumping more than one
+// generation, a capture that could not be uploaded before a restart) makes
+// the next sync a full snapshot, logged with its reason.
+package capture
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"slices"
+	"sync"
+	"syscall"
+	"time"
+
+	"github.com/superfly/ltx"
+
+	"github.com/walsync/walsync/storage"
+	"github.com/walsync/walsync/wal"
+)
+
+// Defaults for Options fields left zero.
+const (
+	DefaultBusyTimeout     = 5 * time.Second
+	DefaultCheckpointPages = 1000 // WAL frames captured before walsync lets the WAL restart
+	// DefaultIndexSpill is the number of LTX page-index entries kept in
+	// memory before the encoder spills them to disk.
+	DefaultIndexSpill = 16384
+)
+
+// Options configure one replicated database.
+type Options struct {
+	Path   string         // the database file
+	Client storage.Client // the replica of this database (already at its sub-path)
+
+	TempDir         string        // spool files; empty: os.TempDir()
+	BusyTimeout     time.Duration // how long to wait for SQLite locks
+	CheckpointPages int64         // see DefaultCheckpointPages; negative: never checkpoint
+	Logger          *slog.Logger
+	Now             func() time.Time // clock for LTX timestamps; tests set it
+}
+
+// DB replicates one database. Its methods are safe for concurrent use but
+// run one at a time.
+type DB struct {
+	opts Options
+	log  *slog.Logger
+
+	mu      sync.Mutex
+	dbFile  *os.File // held while the connections are open: closing an fd would drop SQLite's POSIX locks
+	walFile *os.File
+	pin     *conn
+	seal    *conn
+	ino     uint64
+	pageSz  uint32
+
+	// Captured state: pos is the WAL position the last captured LTX file
+	// (TXID txid) ends at; havePos is false until a snapshot is taken.
+	pos     wal.Position
+	havePos bool
+	txid    ltx.TXID
+	pending *pendingFile // captured but not yet uploaded
+	resync  string       // non-empty: the next sync is a snapshot, for this reason
+
+	framesSinceCkpt int64
+	buf             []byte
+}
+
+type pendingFile struct {
+	f      *os.File
+	level  int
+	minTX  ltx.TXID
+	maxTX  ltx.TXID
+	frames int64
+}
+
+// Stats describe what a Sync did.
+type Stats struct {
+	TXID     ltx.TXID // the replica's position after the sync
+	Uploaded bool     // an LTX file was written
+	Snapshot bool     // it was a full snapshot
+	Reason   string   // why a snapshot was taken
+}
+
+// Open attaches to a database: it checks the file, opens the SQLite
+// connections, finds the replica's position and takes the pin. It uploads
+// nothing; the first Sync does.
+func Open(ctx context.Context, opts Options) (_ *DB, err error) {
+	if opts.BusyTimeout <= 0 {
+		opts.BusyTimeout = DefaultBusyTimeout
+	}
+	if opts.CheckpointPages == 0 {
+		opts.CheckpointPages = DefaultCheckpointPages
+	}
+	if opts.Logger == nil {
+		opts.Logger = slog.Default()
+	}
+	if opts.Now == nil {
+		opts.Now = time.Now
+	}
+	abs, err := filepath.Abs(opts.Path)
+	if err != nil {
+		return nil, err
+	}
+	opts.Path = abs
+	db := &DB{opts: opts, log: opts.Logger.With("db", opts.Path)}
+	defer func() {
+		if err != nil {
+			db.closeLocked()
+		}
+	}()
+
+	// The fd is opened before SQLite's and closed after them.
+	db.dbFile, err = os.Open(opts.Path)
+	if err != nil {
+		return nil, fmt.Errorf("open database %s: %w", opts.Path, err)
+	}
+	fi, err := db.dbFile.Stat()
+	if err != nil {
+		return nil, err
+	}
+	if !fi.Mode().IsRegular() {
+		return nil, fmt.Errorf("%s is not a regular file", opts.Path)
+	}
+	db.ino = fi.Sys().(*syscall.Stat_t).Ino
+	hdr, err := readDBHeader(db.dbFile)
+	if errors.Is(err, errNotSQLite) {
+		return nil, fmt.Errorf("%s is not a SQLite database (or is empty)", opts.Path)
+	} else if err != nil {
+		return nil, fmt.Errorf("read header of %s: %w", opts.Path, err)
+	}
+	if !hdr.wal {
+		return nil, fmt.Errorf("database %s is not in WAL mode; walsync never changes it for you: switch it once with\n    sqlite3 %s 'PRAGMA journal_mode=WAL;'\n(and open it in WAL mode in your application)", opts.Path, opts.Path)
+	}
+	db.pageSz = hdr.pageSize
+
+	if db.pin, err = openConn(opts.Path, opts.BusyTimeout); err != nil {
+		return nil, err
+	}
+	if db.seal, err = openConn(opts.Path, opts.BusyTimeout); err != nil {
+		return nil, err
+	}
+
+	txid, last, err := latestFile(ctx, opts.Client)
+	if err != nil {
+		return nil, fmt.Errorf("read replica position of %s from %s: %w", opts.Path, opts.Client, err)
+	}
+	db.txid = txid
+
+	if err := db.sealed(ctx, func() error {
+		// The seal connection opened the WAL, so it exists now.
+		if db.walFile, err = os.Open(opts.Path + "-wal"); err != nil {
+			return fmt.Errorf("open WAL of %s: %w", opts.Path, err)
+		}
+		return db.attach(ctx, last)
+	}); err != nil {
+		return nil, err
+	}
+	return db, nil
+}
+
+// attach decides, under the seal, where capture resumes.
+func (db *DB) attach(ctx context.Context, last *ltx.Header) error {
+	if db.txid == 0 {
+		db.resync = "the replica is empty"
+		return nil
+	}
+	h, err := db.readWALHeader()
+	if err != nil {
+		return err
+	}
+	switch {
+	case last == nil || last.WALSalt1 == 0 && last.WALSalt2 == 0:
+		db.resync = fmt.Sprintf("the replica's last file (TXID %s) does not record a WAL position to resume from", db.txid)
+	case h == nil:
+		db.resync = fmt.Sprintf("the replica ends at TXID %s in WAL generation %08x, and the WAL is now empty: its changes may have been checkpointed while walsync was not running", db.txid, last.WALSalt1)
+	case h.Salt1 != last.WALSalt1 || h.Salt2 != last.WALSalt2:
+		db.resync = fmt.Sprintf("the replica ends at TXID %s in WAL generation %08x, the WAL is now at generation %08x: changes may have been checkpointed while walsync was not running", db.txid, last.WALSalt1, h.Salt1)
+	default:
+		// Same generation: replay the chain to the replica's end offset.
+		end := last.WALOffset + last.WALSize
+		p, err := db.scanTo(*h, end)
+		if err != nil {
+			db.resync = fmt.Sprintf("the WAL no longer matches the replica at offset %d (TXID %s): %v", end, db.txid, err)
+		} else {
+			db.pos, db.havePos = p, true
+			db.log.Info("resuming replication", "txid", db.txid, "wal_frame", p.Frame)
+		}
+	}
+	if db.resync != "" {
+		db.log.Info("a snapshot is needed", "reason", db.resync)
+	}
+	return nil
+}
+
+// scanTo returns the position at file offset end of h's generation, which
+// must be a commit boundary.
+func (db *DB) scanTo(h wal.Header, end int64) (wal.Position, error) {
+	p := wal.Start(h)
+	if end == p.Offset() {
+		return p, nil
+	}
+	if (end-wal.HeaderSize)%h.FrameSize() != 0 {
+		return p, fmt.Errorf("offset %d is not on a frame boundary", end)
+	}
+	target := (end - wal.HeaderSize) / h.FrameSize()
+	// Scan commit by commit so we can stop exactly at target.
+	lim := &limitedReaderAt{r: db.walFile, n: end}
+	q, err := wal.Scan(lim, p, db.frameBuf(h), nil)
+	if err != nil {
+		return p, err
+	}
+	if q.Frame != target {
+		return p, fmt.Errorf("the WAL's last commit before offset %d is frame %d, not %d", end, q.Frame, target)
+	}
+	return q, nil
+}
+
+type limitedReaderAt struct {
+	r io.ReaderAt
+	n int64
+}
+
+func (l *limitedReaderAt) ReadAt(p []byte, off int64) (int, error) {
+	if off+int64(len(p)) > l.n {
+		return 0, io.EOF
+	}
+	return l.r.ReadAt(p, off)
+}
+
+func (db *DB) frameBuf(h wal.Header) []byte {
+	if n := int(h.FrameSize()); len(db.buf) < n {
+		db.buf = make([]byte, n)
+	}
+	return db.buf
+}
+
+// readWALHeader returns nil when the WAL has no valid header (empty).
+func (db *DB) readWALHeader() (*wal.Header, error) {
+	b := make([]byte, wal.HeaderSize)
+	if _, err := db.walFile.ReadAt(b, 0); err != nil {
+		if errors.Is(err, io.EOF) {
+			return nil, nil
+		}
+		return nil, fmt.Errorf("read WAL header: %w", err)
+	}
+	h, err := wal.ParseHeader(b)
+	if err != nil {
+		// A header being rewritten, or garbage: nothing valid to read.
+		return nil, nil
+	}
+	return &h, nil
+}
+
+// sealed runs fn while the seal connection holds the write lock, then
+// re-pins: the pin's read transaction always starts with everything up to
+// the WAL's end captured.
+func (db *DB) sealed(ctx context.Context, fn func() error) error {
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	if err := db.seal.exec("BEGIN IMMEDIATE"); err != nil {
+		return fmt.Errorf("take the write lock of %s (BEGIN IMMEDIATE): %w", db.opts.Path, err)
+	}
+	defer func() {
+		if err := db.seal.end(); err != nil {
+			db.log.Warn("release the write lock", "error", err)
+		}
+	}()
+	if err := fn(); err != nil {
+		return err
+	}
+	if err := db.pin.end(); err != nil {
+		return fmt.Errorf("end read transaction: %w", err)
+	}
+	if err := db.pin.beginRead(); err != nil {
+		return fmt.Errorf("start read transaction on %s: %w", db.opts.Path, err)
+	}
+	return nil
+}
+
+// Sync captures every transaction committed since the last sync and uploads
+// it as one LTX file, or a full snapshot when one is needed.
+func (db *DB) Sync(ctx context.Context) (Stats, error) {
+	db.mu.Lock()
+	defer db.mu.Unlock()
+	if db.pin == nil {
+		return Stats{}, errors.New("database is closed")
+	}
+	if err := db.checkReplaced(); err != nil {
+		return Stats{}, err
+	}
+	// A file captured earlier goes first: TXIDs reach the replica in order.
+	if err := db.uploadPending(ctx); err != nil {
+		return Stats{}, err
+	}
+	var st Stats
+	if db.resync == "" {
+		if _, err := db.captureFrames(); err != nil {
+			return st, err
+		}
+	}
+	if db.resync != "" {
+		st.Snapshot, st.Reason = true, db.resync
+		if err := db.resyncSnapshot(ctx); err != nil {
+			return st, err
+		}
+	}
+	st.Uploaded = db.pending != nil
+	if err := db.uploadPending(ctx); err != nil {
+		return st, err
+	}
+	st.TXID = db.txid
+	if db.opts.CheckpointPages > 0 && db.framesSinceCkpt >= db.opts.CheckpointPages {
+		if err := db.release(ctx); err != nil {
+			db.log.Warn("could not let the WAL checkpoint; will retry", "error", err)
+		}
+		st.TXID = db.txid
+	}
+	return st, nil
+}
+
+// resyncSnapshot captures every page as an L0 file for the next TXID (TXID
+// 1 for an empty replica), which resynchronizes the replica.
+func (db *DB) resyncSnapshot(ctx context.Context) error {
+	if db.txid > 0 {
+		db.log.Warn("resyncing the replica with a full snapshot", "reason", db.resync, "txid", db.txid+1)
+	} else {
+		db.log.Info("writing the first snapshot", "replica", db.opts.Client.String())
+	}
+	var plan *snapPlan
+	if err := db.sealed(ctx, func() (err error) {
+		plan, err = db.planSnapshot()
+		return err
+	}); err != nil {
+		return err
+	}
+	txid := db.txid + 1
+	f, err := db.encodeSnapshot(plan, txid, txid)
+	if err != nil {
+		return err
+	}
+	db.txid = txid
+	db.pos, db.havePos = plan.end, true
+	db.resync = ""
+	db.framesSinceCkpt = plan.end.Frame
+	db.pending = &pendingFile{f: f, level: 0, minTX: txid, maxTX: txid}
+	return nil
+}
+
+// release lets the WAL restart: seal, capture to the end, end the pin, run
+// a PASSIVE checkpoint, re-pin (inside sealed) and unseal. Any captured file
+// is uploaded afterwards; until then it lives in a local temp file.
+func (db *DB) release(ctx context.Context) error {
+	if db.pending != nil {
+		return nil
+	}
+	err := db.sealed(ctx, func() error {
+		if _, err := db.captureFrames(); err != nil {
+			return err
+		}
+		if db.resync != "" {
+			return nil // the next Sync resyncs; the WAL stays pinned until then
+		}
+		if err := db.pin.end(); err != nil {
+			return err
+		}
+		r, err := db.pin.queryInts("PRAGMA wal_checkpoint(PASSIVE)")
+		if err != nil {
+			return fmt.Errorf("checkpoint: %w", err)
+		}
+		if len(r) == 3 {
+			db.log.Debug("checkpointed", "busy", r[0], "wal_frames", r[1], "backfilled", r[2])
+		}
+		return nil
+	})
+	if err != nil {
+		return err
+	}
+	db.framesSinceCkpt = 0
+	return db.uploadPending(ctx)
+}
+
+// captureFrames reads committed frames after the captured position into a
+// pending LTX file. It reports false with db.resync set when a snapshot is
+// needed instead.
+func (db *DB) captureFrames() (bool, error) {
+	if db.pending != nil {
+		return false, nil // one file in flight at a time
+	}
+	h, err := db.readWALHeader()
+	if err != nil || h == nil {
+		return false, err
+	}
+	from := db.pos
+	if !db.havePos {
+		db.resync = "no captured position"
+		return false, nil
+	}
+	if !from.Header.SameGeneration(*h) {
+		old := from.Header
+		if old.PageSize != 0 && h.Salt1 == old.Salt1+1 && h.CheckpointSeq == old.CheckpointSeq+1 {
+			// One restart while pinned: everything it discarded was captured.
+			from = wal.Start(*h)
+		} else if old.PageSize == 0 {
+			// Captured from an empty WAL; the pin started with it empty.
+			from = wal.Start(*h)
+		} else {
+			db.resync = fmt.Sprintf("the WAL moved from generation %08x (checkpoint %d) to %08x (checkpoint %d), more than one restart: frames may have been missed", old.Salt1, old.CheckpointSeq, h.Salt1, h.CheckpointSeq)
+			return false, nil
+		}
+	}
+	pages := map[uint32]int64{}
+	to, err := wal.Scan(db.walFile, from, db.frameBuf(*h), pages)
+	if err != nil {
+		return false, err
+	}
+	if to.Frame == from.Frame {
+		if from != db.pos {
+			db.pos = from // a restart with nothing new yet
+		}
+		return false, nil
+	}
+	f, err := db.encodeIncremental(from, to, pages)
+	if err != nil {
+		if errors.Is(err, wal.ErrOverwritten) {
+			db.resync = "WAL frames were overwritten before they were captured"
+			return false, nil
+		}
+		return false, err
+	}
+	db.txid++
+	db.pending = &pendingFile{f: f, level: 0, minTX: db.txid, maxTX: db.txid, frames: to.Frame - from.Frame}
+	db.pos = to
+	db.framesSinceCkpt += to.Frame - from.Frame
+	return true, nil
+}
+
+func (db *DB) newEncoder(f *os.File) (*ltx.Encoder, error) {
+	enc, err := ltx.NewEncoder(f)
+	if err != nil {
+		return nil, err
+	}
+	enc.SetSpillDir(db.opts.TempDir)
+	enc.SetSpillThreshold(DefaultIndexSpill)
+	return enc, nil
+}
+
+func (db *DB) encodeIncremental(from, to wal.Position, pages map[uint32]int64) (_ *os.File, err error) {
+	f, err := storage.CreateUnlinkedTemp(db.opts.TempDir)
+	if err != nil {
+		return nil, err
+	}
+	defer func() {
+		if err != nil {
+			f.Close()
+		}
+	}()
+	enc, err := db.newEncoder(f)
+	if err != nil {
+		return nil, err
+	}
+	defer enc.Cleanup()
+	h := to.Header
+	if err := enc.EncodeHeader(ltx.Header{
+		Version: ltx.Version, Flags: ltx.HeaderFlagNoChecksum, PageSize: h.PageSize, Commit: to.Commit,
+		MinTXID: db.txid + 1, MaxTXID: db.txid + 1, Timestamp: db.opts.Now().UnixMilli(),
+		WALOffset: from.Offset(), WALSize: to.Offset() - from.Offset(), WALSalt1: h.Salt1, WALSalt2: h.Salt2,
+	}); err != nil {
+		return nil, err
+	}
+	pgnos := make([]uint32, 0, len(pages))
+	for pg := range pages {
+		if pg <= to.Commit { // pages past the end were truncated away
+			pgnos = append(pgnos, pg)
+		}
+	}
+	slices.Sort(pgnos)
+	data := make([]byte, h.PageSize)
+	for _, pg := range pgnos {
+		if err := wal.ReadFramePage(db.walFile, h, pages[pg], pg, data); err != nil {
+			return nil, err
+		}
+		if err := enc.EncodePage(ltx.PageHeader{Pgno: pg}, data); err != nil {
+			return nil, err
+		}
+	}
+	if err := enc.Close(); err != nil {
+		return nil, err
+	}
+	return f, nil
+}
+
+// snapPlan fixes, under the seal, the WAL end a snapshot is taken at.
+type snapPlan struct {
+	h        *wal.Header // nil: the WAL is empty
+	end      wal.Position
+	pages    map[uint32]int64 // page -> last frame at or before end
+	commit   uint32
+	pageSize uint32
+}
+
+func (db *DB) planSnapshot() (*snapPlan, error) {
+	h, err := db.readWALHeader()
+	if err != nil {
+		return nil, err
+	}
+	p := &snapPlan{h: h, pages: map[uint32]int64{}, pageSize: db.pageSz}
+	if h != nil {
+		p.pageSize = h.PageSize
+		if p.end, err = wal.Scan(db.walFile, wal.Start(*h), db.frameBuf(*h), p.pages); err != nil {
+			return nil, err
+		}
+	}
+	p.commit = p.end.Commit
+	if p.end.Frame == 0 {
+		if p.commit, err = db.dbFilePages(p.pageSize); err != nil {
+			return nil, err
+		}
+	}
+	return p, nil
+}
+
+// encodeSnapshot writes every page as of the plan's WAL end. It runs after
+// the seal is lifted: the pin, started at that end, keeps those frames (or,
+// after a restart, the database file) unchanged.
+func (db *DB) encodeSnapshot(p *snapPlan, minTX, maxTX ltx.TXID) (_ *os.File, err error) {
+	f, err := storage.CreateUnlinkedTemp(db.opts.TempDir)
+	if err != nil {
+		return nil, err
+	}
+	defer func() {
+		if err != nil {
+			f.Close()
+		}
+	}()
+	enc, err := db.newEncoder(f)
+	if err != nil {
+		return nil, err
+	}
+	defer enc.Cleanup()
+	lh := ltx.Header{
+		Version: ltx.Version, Flags: ltx.HeaderFlagNoChecksum, PageSize: p.pageSize, Commit: p.commit,
+		MinTXID: minTX, MaxTXID: maxTX, Timestamp: db.opts.Now().UnixMilli(),
+	}
+	if p.h != nil {
+		lh.WALOffset, lh.WALSalt1, lh.WALSalt2 = p.end.Offset(), p.h.Salt1, p.h.Salt2
+	}
+	if err := enc.EncodeHeader(lh); err != nil {
+		return nil, err
+	}
+	data := make([]byte, p.pageSize)
+	lock := ltx.LockPgno(p.pageSize)
+	for pg := uint32(1); pg <= p.commit; pg++ {
+		if pg == lock {
+			continue
+		}
+		if err := db.readPage(p.h, p.pages, pg, data); err != nil {
+			return nil, err
+		}
+		if err := enc.EncodePage(ltx.PageHeader{Pgno: pg}, data); err != nil {
+			return nil, err
+		}
+	}
+	if err := enc.Close(); err != nil {
+		return nil, err
+	}
+	return f, nil
+}
+
+// readPage reads page pg as of the captured WAL end: from its last frame,
+// or from the database file when no frame holds it. If the frame was
+// overwritten, the WAL restarted, which needs every frame backfilled, so
+// the database file holds the page.
+func (db *DB) readPage(h *wal.Header, pages map[uint32]int64, pg uint32, data []byte) error {
+	if n, ok := pages[pg]; ok {
+		err := wal.ReadFramePage(db.walFile, *h, n, pg, data)
+		if !errors.Is(err, wal.ErrOverwritten) {
+			return err
+		}
+	}
+	off := int64(pg-1) * int64(len(data))
+	if _, err := db.dbFile.ReadAt(data, off); err != nil {
+		if errors.Is(err, io.EOF) {
+			clear(data) // never written: SQLite reads it as zeros
+			return nil
+		}
+		return fmt.Errorf("read page %d of %s: %w", pg, db.opts.Path, err)
+	}
+	return nil
+}
+
+func (db *DB) dbFilePages(pageSize uint32) (uint32, error) {
+	hdr, err := readDBHeader(db.dbFile)
+	if err != nil {
+		return 0, fmt.Errorf("read header of %s: %w", db.opts.Path, err)
+	}
+	if hdr.pageN > 0 {
+		return hdr.pageN, nil
+	}
+	fi, err := db.dbFile.Stat()
+	if err != nil {
+		return 0, err
+	}
+	return uint32(fi.Size() / int64(pageSize)), nil
+}
+
+// Snapshot writes a level-9 snapshot (TXIDs 1..current) after capturing
+// everything committed so far.
+func (db *DB) Snapshot(ctx context.Context) (Stats, error) {
+	if _, err := db.Sync(ctx); err != nil {
+		return Stats{}, err
+	}
+	db.mu.Lock()
+	defer db.mu.Unlock()
+	var plan *snapPlan
+	if err := db.sealed(ctx, func() (err error) {
+		if _, err := db.captureFrames(); err != nil {
+			return err
+		}
+		if db.resync != "" {
+			return fmt.Errorf("cannot snapshot: %s; the next sync resyncs", db.resync)
+		}
+		plan, err = db.planSnapshot()
+		return err
+	}); err != nil {
+		return Stats{}, err
+	}
+	if err := db.uploadPending(ctx); err != nil {
+		return Stats{}, err
+	}
+	if plan.end != db.pos {
+		return Stats{}, errors.New("internal error: snapshot position differs from the captured position")
+	}
+	f, err := db.encodeSnapshot(plan, 1, db.txid)
+	if err != nil {
+		return Stats{}, err
+	}
+	db.pending = &pendingFile{f: f, level: storage.SnapshotLevel, minTX: 1, maxTX: db.txid}
+	if err := db.uploadPending(ctx); err != nil {
+		return Stats{}, err
+	}
+	return Stats{TXID: db.txid, Uploaded: true, Snapshot: true}, nil
+}
+
+// uploadPending uploads the captured file, if any.
+func (db *DB) uploadPending(ctx context.Context) error {
+	p := db.pending
+	if p == nil {
+		return nil
+	}
+	if _, err := p.f.Seek(0, io.SeekStart); err != nil {
+		return err
+	}
+	if _, err := db.opts.Client.WriteLTXFile(ctx, p.level, p.minTX, p.maxTX, p.f); err != nil {
+		return fmt.Errorf("upload L%d %s of %s: %w", p.level, ltx.FormatFilename(p.minTX, p.maxTX), db.opts.Path, err)
+	}
+	p.f.Close()
+	db.pending = nil
+	return nil
+}
+
+// checkReplaced fails when the path now names another file.
+func (db *DB) checkReplaced() error {
+	fi, err := os.Stat(db.opts.Path)
+	if err != nil {
+		return fmt.Errorf("database %s: %w", db.opts.Path, err)
+	}
+	if fi.Sys().(*syscall.Stat_t).Ino != db.ino {
+		return ErrReplaced
+	}
+	return nil
+}
+
+// ErrReplaced means the database path names a different file than the one
+// opened: close the DB and open it again (a new database).
+var ErrReplaced = errors.New("database file was replaced")
+
+// TXID returns the last captured TXID.
+func (db *DB) TXID() ltx.TXID {
+	db.mu.Lock()
+	defer db.mu.Unlock()
+	return db.txid
+}
+
+// Close uploads what is pending (within ctx) and releases every lock, fd
+// and connection.
+func (db *DB) Close(ctx context.Context) error {
+	db.mu.Lock()
+	defer db.mu.Unlock()
+	err := db.uploadPending(ctx)
+	db.closeLocked()
+	return err
+}
+
+func (db *DB) closeLocked() {
+	if db.pending != nil {
+		db.pending.f.Close()
+		db.pending = nil
+	}
+	if db.pin != nil {
+		_ = db.pin.end()
+		_ = db.pin.close()
+		db.pin = nil
+	}
+	if db.seal != nil {
+		_ = db.seal.end()
+		_ = db.seal.close()
+		db.seal = nil
+	}
+	// Only now, with SQLite's connections closed, may our fds go.
+	if db.walFile != nil {
+		db.walFile.Close()
+		db.walFile = nil
+	}
+	if db.dbFile != nil {
+		db.dbFile.Close()
+		db.dbFile = nil
+	}
+}
+
+// latestFile returns the replica's highest TXID and that file's header.
+func latestFile(ctx context.Context, c storage.Client) (ltx.TXID, *ltx.Header, error) {
+	var best *storage.FileInfo
+	for level := 0; level <= storage.MaxLevel; level++ {
+		it, err := c.LTXFiles(ctx, level, 0)
+		if err != nil {
+			return 0, nil, err
+		}
+		files, err := storage.Collect(it)
+		if err != nil {
+			return 0, nil, err
+		}
+		for _, fi := range files {
+			if best == nil || fi.MaxTXID > best.MaxTXID || (fi.MaxTXID == best.MaxTXID && fi.Level < best.Level) {
+				best = fi
+			}
+		}
+	}
+	if best == nil {
+		return 0, nil, nil
+	}
+	hdr, err := storage.ReadHeader(ctx, c, best)
+	if err != nil {
+		return 0, nil, err
+	}
+	return best.MaxTXID, &hdr, nil
+}

@@ -1,0 +1,98 @@
+// Command walsync replicates SQLite databases to S3-compatible storage or a
+// local directory and restores them to a chosen point in time.
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"os/signal"
+	"syscall"
+)
+
+// version is set at build time with -ldflags "-X main.version=…".
+var version = "dev"
+
+const usage = `walsync replicates SQLite databases to S3 or a directory, and restores them.
+
+Usage:
+  walsync watch DB... -b URL          replicate continuously
+  walsync snapshot DB... -b URL       write a snapshot now
+  walsync restore NAME -o OUT -b URL  restore a database [--txid N | --timestamp T]
+  walsync list -b URL                 list the replicated databases
+  walsync version
+
+URL is s3://bucket/prefix, file:///dir or a directory path. Each database
+is stored under a sub-path named after its directory and file, e.g.
+/var/lib/app/t1/app.db is "t1/app".
+
+Run "walsync COMMAND --help" for a command's options.
+`
+
+// command is one verb: its run function parses args and does the work.
+type command func(ctx context.Context, args []string, stdout, stderr io.Writer) error
+
+var commands = map[string]command{
+	"watch":    runWatch,
+	"snapshot": runSnapshot,
+	"restore":  runRestore,
+	"list":     runList,
+	"version":  runVersion,
+}
+
+func main() {
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	os.Exit(run(ctx, os.Args[1:], os.Stdout, os.Stderr))
+}
+
+func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
+	if len(args) == 0 || args[0] == "-h" || args[0] == "--help" || args[0] == "help" {
+		fmt.Fprint(stdout, usage)
+		return 0
+	}
+	cmd, ok := commands[args[0]]
+	if !ok {
+		fmt.Fprintf(stderr, "walsync: unknown command %q\n\n%s", args[0], usage)
+		return 2
+	}
+	if err := cmd(ctx, args[1:], stdout, stderr); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			return 0
+		}
+		var ue usageError
+		if errors.As(err, &ue) {
+			fmt.Fprintf(stderr, "walsync %s: %v\n", args[0], err)
+			return 2
+		}
+		fmt.Fprintf(stderr, "walsync %s: %v\n", args[0], err)
+		return 1
+	}
+	return 0
+}
+
+// usageError is a mistake in the command line.
+type usageError struct{ error }
+
+func usagef(format string, a ...any) error { return usageError{fmt.Errorf(format, a...)} }
+
+func runVersion(_ context.Context, args []string, stdout, stderr io.Writer) error {
+	fs := newFlagSet("version", "walsync version", stderr)
+	if _, err := parse(fs, args); err != nil {
+		return err
+	}
+	fmt.Fprintf(stdout, "walsync %s\n", version)
+	return nil
+}
+
+func newLogger(w io.Writer, level string) (*slog.Logger, error) {
+	var l slog.Level
+	if err := l.UnmarshalText([]byte(level)); err != nil {
+		return nil, usagef("invalid --log-level %q: use debug, info, warn or error", level)
+	}
+	return slog.New(slog.NewTextHandler(w, &slog.HandlerOptions{Level: l})), nil
+}

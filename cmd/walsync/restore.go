@@ -1,0 +1,105 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/superfly/ltx"
+
+	"github.com/walsync/walsync/restore"
+)
+
+func runRestore(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	fs := newFlagSet("restore", "walsync restore NAME -o OUT -b URL [--txid N | --timestamp RFC3339]", stderr)
+	var rf replicaFlags
+	rf.register(fs)
+	out := fs.String("o", "", "output database `path` (must not exist unless --force)")
+	txid := fs.String("txid", "", "restore the state at this TXID (decimal, or 16 hex digits)")
+	ts := fs.String("timestamp", "", "restore the last sync at or before this time (RFC 3339)")
+	pit := fs.String("point-in-time", "", "a TXID or an RFC 3339 time")
+	force := fs.Bool("force", false, "replace an existing output file")
+	logLevel := fs.String("log-level", "warn", "debug, info, warn or error")
+	pos, err := parse(fs, args)
+	if err != nil {
+		return err
+	}
+	if len(pos) != 1 {
+		return usagef("give exactly one database NAME (see walsync list -b URL)")
+	}
+	if *out == "" {
+		return usagef("no output given: -o /path/to/restored.db")
+	}
+	log, err := newLogger(stderr, *logLevel)
+	if err != nil {
+		return err
+	}
+	target, err := parseTarget(*txid, *ts, *pit)
+	if err != nil {
+		return err
+	}
+	client, err := rf.open()
+	if err != nil {
+		return err
+	}
+	res, err := restore.Restore(ctx, restore.Options{
+		Client: client.Sub(strings.Trim(pos[0], "/")), Output: *out, Target: target, Force: *force, Logger: log,
+	})
+	if err != nil {
+		return err
+	}
+	fmt.Fprintf(stdout, "restored %s to %s: TXID %s (%s), %d pages from %d files\n",
+		pos[0], *out, res.TXID, res.Timestamp.Format(time.RFC3339Nano), res.Pages, res.Files)
+	return nil
+}
+
+func parseTarget(txid, ts, pit string) (restore.Target, error) {
+	n := 0
+	for _, s := range []string{txid, ts, pit} {
+		if s != "" {
+			n++
+		}
+	}
+	if n > 1 {
+		return restore.Target{}, usagef("give at most one of --txid, --timestamp and --point-in-time")
+	}
+	if pit != "" {
+		if _, err := time.Parse(time.RFC3339Nano, pit); err == nil {
+			ts = pit
+		} else {
+			txid = pit
+		}
+	}
+	var t restore.Target
+	if txid != "" {
+		id, err := parseTXID(txid)
+		if err != nil {
+			return t, err
+		}
+		t.TXID = id
+	}
+	if ts != "" {
+		tm, err := time.Parse(time.RFC3339Nano, ts)
+		if err != nil {
+			return t, usagef("invalid time %q: use RFC 3339, e.g. 2026-11-20T10:00:00Z", ts)
+		}
+		t.Time = tm
+	}
+	return t, nil
+}
+
+func parseTXID(s string) (ltx.TXID, error) {
+	if len(s) == 16 {
+		if id, err := ltx.ParseTXID(s); err == nil && id > 0 {
+			return id, nil
+		}
+	}
+	n, err := strconv.ParseUint(s, 10, 64)
+	if err != nil || n == 0 {
+		return 0, usagef("invalid TXID %q: a positive decimal number or 16 hex digits", s)
+	}
+	return ltx.TXID(n), nil
+}

@@ -1,0 +1,9 @@
+//go:build !linux
+
+package testenv
+
+import "syscall"
+
+// childSysProcAttr returns nil: only Linux has a parent-death signal, so
+// elsewhere the server is stopped by Stop alone.
+func childSysProcAttr() *syscall.SysProcAttr { return nil }

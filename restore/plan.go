@@ -1,0 +1,164 @@
+// Package restore rebuilds a database from its replica: plan (which files
+// reach the target) and apply (stream them into a temp file, verify, fsync,
+// rename).
+package restore
+
+import (
+	"cmp"
+	"context"
+	"errors"
+	"fmt"
+	"slices"
+	"sort"
+	"time"
+
+	"github.com/superfly/ltx"
+
+	"github.com/walsync/walsync/storage"
+)
+
+// ErrNoReplica means the replica holds no files at all.
+var ErrNoReplica = errors.New("the replica holds no LTX files")
+
+// Target is the point to restore to: the latest state (zero value), a TXID,
+// or the last sync at or before a time.
+type Target struct {
+	TXID ltx.TXID
+	Time time.Time
+}
+
+func (t Target) String() string {
+	switch {
+	case t.TXID != 0:
+		return "TXID " + t.TXID.String()
+	case !t.Time.IsZero():
+		return t.Time.UTC().Format(time.RFC3339Nano)
+	}
+	return "the latest state"
+}
+
+// ListAll returns every file of every level, sorted by level then TXIDs.
+func ListAll(ctx context.Context, c storage.Client) ([]*storage.FileInfo, error) {
+	var all []*storage.FileInfo
+	for level := 0; level <= storage.MaxLevel; level++ {
+		it, err := c.LTXFiles(ctx, level, 0)
+		if err != nil {
+			return nil, err
+		}
+		files, err := storage.Collect(it)
+		if err != nil {
+			return nil, fmt.Errorf("list level %d of %s: %w", level, c, err)
+		}
+		all = append(all, files...)
+	}
+	return all, nil
+}
+
+// Plan returns the files to apply, in order, to reach target: the newest
+// snapshot at or before it, then the files that extend the contiguous TXID
+// range furthest without passing it. It fails, naming the gap, when the
+// target cannot be reached exactly.
+func Plan(ctx context.Context, c storage.Client, target Target) ([]*storage.FileInfo, error) {
+	all, err := ListAll(ctx, c)
+	if err != nil {
+		return nil, err
+	}
+	if len(all) == 0 {
+		return nil, ErrNoReplica
+	}
+	if !target.Time.IsZero() {
+		txid, err := txidAtTime(ctx, c, all, target.Time)
+		if err != nil {
+			return nil, err
+		}
+		target = Target{TXID: txid}
+	}
+	return planTXID(all, target.TXID)
+}
+
+// planTXID plans to txid (0: the latest).
+func planTXID(all []*storage.FileInfo, txid ltx.TXID) ([]*storage.FileInfo, error) {
+	var plan []*storage.FileInfo
+	var cur ltx.TXID
+	// A snapshot: any file starting at TXID 1, preferring level 9 and the
+	// furthest one not past the target.
+	for _, fi := range all {
+		if fi.MinTXID != 1 || (txid != 0 && fi.MaxTXID > txid) {
+			continue
+		}
+		if len(plan) == 0 || fi.MaxTXID > plan[0].MaxTXID || (fi.MaxTXID == plan[0].MaxTXID && fi.Level > plan[0].Level) {
+			plan = []*storage.FileInfo{fi}
+		}
+	}
+	if len(plan) == 0 {
+		return nil, errors.New("the replica has no snapshot (no file starting at TXID 1) at or before the target")
+	}
+	cur = plan[0].MaxTXID
+	for txid == 0 || cur < txid {
+		var next *storage.FileInfo
+		for _, fi := range all {
+			if fi.Level == storage.SnapshotLevel || fi.MinTXID > cur+1 || fi.MaxTXID <= cur || (txid != 0 && fi.MaxTXID > txid) {
+				continue
+			}
+			if next == nil || fi.MaxTXID > next.MaxTXID || (fi.MaxTXID == next.MaxTXID && fi.Level > next.Level) {
+				next = fi
+			}
+		}
+		if next == nil {
+			break
+		}
+		plan = append(plan, next)
+		cur = next.MaxTXID
+	}
+	if txid != 0 && cur != txid {
+		return nil, fmt.Errorf("TXID %s cannot be reached: the replica's files reach TXID %s contiguously, and no file continues from there without passing the target", txid, cur)
+	}
+	if txid == 0 {
+		for _, fi := range all {
+			if fi.MinTXID > cur+1 {
+				return nil, fmt.Errorf("the replica has a gap: its files reach TXID %s contiguously, but %s starts at TXID %s; restore to TXID %s explicitly to accept the older state", cur, fi, fi.MinTXID, cur)
+			}
+		}
+	}
+	return plan, nil
+}
+
+// txidAtTime returns the highest TXID whose sync time (the LTX header's
+// timestamp) is at or before t. Timestamps grow with TXIDs, so it binary
+// searches the files ordered by MaxTXID, reading only their headers.
+func txidAtTime(ctx context.Context, c storage.Client, all []*storage.FileInfo, t time.Time) (ltx.TXID, error) {
+	files := slices.Clone(all)
+	slices.SortFunc(files, func(a, b *storage.FileInfo) int {
+		if v := cmp.Compare(a.MaxTXID, b.MaxTXID); v != 0 {
+			return v
+		}
+		return cmp.Compare(a.Level, b.Level)
+	})
+	var searchErr error
+	tms := t.UnixMilli()
+	cache := map[*storage.FileInfo]int64{}
+	n := sort.Search(len(files), func(i int) bool {
+		if searchErr != nil {
+			return true
+		}
+		ts, ok := cache[files[i]]
+		if !ok {
+			hdr, err := storage.ReadHeader(ctx, c, files[i])
+			if err != nil {
+				searchErr = err
+				return true
+			}
+			ts = hdr.Timestamp
+			cache[files[i]] = ts
+		}
+		return ts > tms
+	})
+	if searchErr != nil {
+		return 0, searchErr
+	}
+	if n == 0 {
+		first := time.UnixMilli(cache[files[0]]).UTC()
+		return 0, fmt.Errorf("nothing to restore at %s: the replica's oldest sync is at %s", t.UTC().Format(time.RFC3339), first.Format(time.RFC3339Nano))
+	}
+	return files[n-1].MaxTXID, nil
+}

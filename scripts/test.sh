@@ -1,0 +1,26 @@
+#!/usr/bin/env bash
+# Runs every test of walsync: installs what the tests need (scripts/test-deps.sh),
+# then vet and the race-enabled test suite of the main module and of the
+# test-only modules (Litestream compatibility). Long torture/scale runs:
+#   WALSYNC_TORTURE=5m scripts/test.sh
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+bash scripts/test-deps.sh
+
+export CGO_ENABLED=1
+echo "== gofmt"
+unformatted=$(gofmt -l $(git ls-files '*.go' 2>/dev/null || find . -name '*.go' -not -path './.cache/*'))
+if [ -n "$unformatted" ]; then
+	echo "gofmt would change:"; echo "$unformatted"; exit 1
+fi
+echo "== go vet"
+go vet ./...
+echo "== go test (main module)"
+go test -race -count=1 -timeout 25m ./...
+for mod in tests/compat; do
+	if [ -f "$mod/go.mod" ]; then
+		echo "== go test ($mod)"
+		(cd "$mod" && go vet ./... && go test -count=1 -timeout 15m ./...)
+	fi
+done
