@@ -420,14 +420,21 @@ func (db *DB) captureFrames() (bool, error) {
 	}
 	if !from.Header.SameGeneration(*h) {
 		old := from.Header
-		if old.PageSize != 0 && h.Salt1 == old.Salt1+1 && h.CheckpointSeq == old.CheckpointSeq+1 {
-			// One restart while pinned: everything it discarded was captured.
+		switch {
+		case old.PageSize == 0:
+			// Captured while the WAL was empty; the pin started with it so.
 			from = wal.Start(*h)
-		} else if old.PageSize == 0 {
-			// Captured from an empty WAL; the pin started with it empty.
+		case h.Salt1 != old.Salt1 && h.PageSize == old.PageSize:
+			// The WAL restarted (salt-1 grows by one per restart; TRUNCATE
+			// checkpoints of an empty WAL add more). The pin has been held
+			// since everything was captured: on slot 0 it blocks backfilling,
+			// so only generations whose frames were all captured, or empty
+			// ones, can have been discarded. The header's checkpoint sequence
+			// is per connection in SQLite, so it proves nothing here.
+			db.log.Debug("WAL restarted", "from_salt1", old.Salt1, "to_salt1", h.Salt1, "generations", h.Salt1-old.Salt1)
 			from = wal.Start(*h)
-		} else {
-			db.resync = fmt.Sprintf("the WAL moved from generation %08x (checkpoint %d) to %08x (checkpoint %d), more than one restart: frames may have been missed", old.Salt1, old.CheckpointSeq, h.Salt1, h.CheckpointSeq)
+		default:
+			db.resync = fmt.Sprintf("the WAL header changed from generation %08x-%08x to %08x-%08x in a way a restart does not explain: frames may have been missed", old.Salt1, old.Salt2, h.Salt1, h.Salt2)
 			return false, nil
 		}
 	}
