@@ -20,7 +20,7 @@ import (
 // openApp opens the database the way an application would.
 func openApp(t testing.TB, path string, pragmas ...string) *sql.DB {
 	t.Helper()
-	db, err := sql.Open("sqlite3", "file:"+path+"?_busy_timeout=10000&_journal_mode=WAL")
+	db, err := sql.Open("sqlite3", "file:"+path+"?_busy_timeout=300&_journal_mode=WAL")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -46,7 +46,7 @@ func dump(t testing.TB, path string) string {
 		t.Fatal(err)
 	}
 	defer db.Close()
-	rows, err := db.Query("SELECT id, v, length(b) FROM t ORDER BY id")
+	rows, err := db.Query("SELECT id, v, coalesce(length(b), 0) FROM t ORDER BY id")
 	if err != nil {
 		t.Fatal(err)
 	}

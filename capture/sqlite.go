@@ -28,8 +28,17 @@ func openConn(path string, busy time.Duration) (*conn, error) {
 	if err != nil {
 		return nil, fmt.Errorf("open %s with SQLite: %w", path, err)
 	}
-	return &conn{c: c.(*sqlite3.SQLiteConn)}, nil
+	sc := c.(*sqlite3.SQLiteConn)
+	// Closing walsync's connections must not delete the application's WAL.
+	if err := sc.SetFileControlInt("main", fcntlPersistWAL, 1); err != nil {
+		sc.Close()
+		return nil, fmt.Errorf("set SQLITE_FCNTL_PERSIST_WAL on %s: %w", path, err)
+	}
+	return &conn{c: sc}, nil
 }
+
+// fcntlPersistWAL is SQLITE_FCNTL_PERSIST_WAL.
+const fcntlPersistWAL = 10
 
 func (c *conn) exec(q string) error {
 	_, err := c.c.Exec(q, nil)

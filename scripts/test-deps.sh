@@ -90,13 +90,14 @@ else
 	trap 'rm -rf "${tmpbin}"' EXIT
 	(
 		cd "${tmpbin}" # outside any module: go install pkg@version mode
-		GOBIN="${tmpbin}" GOFLAGS="${GOFLAGS:-} -trimpath" \
-			go install "github.com/versity/versitygw/cmd/versitygw@${VERSITYGW_VERSION}"
+		GOBIN="${tmpbin}" go install "github.com/versity/versitygw/cmd/versitygw@${VERSITYGW_VERSION}"
 	) &
 	build_pid=$!
+	last=$SECONDS
 	while kill -0 "${build_pid}" 2>/dev/null; do
-		sleep 15
-		if kill -0 "${build_pid}" 2>/dev/null; then
+		sleep 1
+		if ((SECONDS - last >= 15)) && kill -0 "${build_pid}" 2>/dev/null; then
+			last=$SECONDS
 			log "  still building versitygw... ($((SECONDS - start))s)"
 		fi
 	done

@@ -32,6 +32,9 @@ const (
 	// unknownLengthPart is how much of a body of unknown length (chunked)
 	// passes before a mid-body drop.
 	unknownLengthPart = 4 << 10
+
+	// maxDrain bounds how much of a failed request's body is read.
+	maxDrain = 64 << 20
 )
 
 // Proxy is a fault-injecting reverse proxy listening on 127.0.0.1.
@@ -105,7 +108,8 @@ func (p *Proxy) Close() {
 // FailNext makes the next n requests (that pass the filter) fail with the
 // given HTTP status and an S3 XML error body with the given code, e.g.
 // FailNext(1, 503, "SlowDown") or FailNext(2, 500, "InternalError"). They
-// do not reach the server. It replaces any pending FailNext.
+// do not reach the server: the proxy reads and discards the request body,
+// then answers. It replaces any pending FailNext.
 func (p *Proxy) FailNext(n int, status int, s3Code string) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
@@ -150,7 +154,8 @@ func (p *Proxy) Delay(d time.Duration) {
 //
 //	p.SetFilter(func(r *http.Request) bool { return faultproxy.Operation(r) == "UploadPart" })
 //
-// A nil f (the default) selects every request. f must not read the body.
+// A nil f (the default) selects every request. f must not read the body;
+// it may be called concurrently.
 func (p *Proxy) SetFilter(f func(r *http.Request) bool) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
@@ -220,15 +225,21 @@ type plan struct {
 
 // admit counts r and decides its fault.
 func (p *Proxy) admit(r *http.Request) plan {
+	op := Operation(r)
 	p.mu.Lock()
-	defer p.mu.Unlock()
 	p.requestSeq++
 	p.byMethod[r.Method]++
-	p.byOp[Operation(r)]++
+	p.byOp[op]++
 	pl := plan{seq: p.requestSeq}
-	if p.filter != nil && !p.filter(r) {
+	filter := p.filter
+	p.mu.Unlock()
+
+	// Called without the lock: the filter may use the Proxy's methods.
+	if filter != nil && !filter(r) {
 		return pl
 	}
+	p.mu.Lock()
+	defer p.mu.Unlock()
 	pl.selected = true
 	pl.delay = p.delay
 	switch {
@@ -271,6 +282,10 @@ func (p *Proxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	pl := p.admit(r)
 	switch pl.kind {
 	case faultFail:
+		// Consume the body first, so that the client reliably reads the
+		// error response rather than a reset from a connection closed
+		// under an unread upload.
+		_, _ = io.Copy(io.Discard, io.LimitReader(r.Body, maxDrain))
 		if sleep(r.Context(), pl.delay) {
 			writeS3Error(w, r, pl.status, pl.code, "fault injected by faultproxy", pl.seq)
 		}
@@ -278,7 +293,7 @@ func (p *Proxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	case faultDropRequest:
 		// Read part of the body so the client is mid-upload, then reset.
 		_, _ = io.CopyN(io.Discard, r.Body, max(1, partLen(r.ContentLength)))
-		resetConn(w)
+		resetConn(w, false)
 		return
 	}
 
@@ -306,7 +321,7 @@ func (p *Proxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	w.WriteHeader(resp.StatusCode)
 	if drop {
 		_, _ = io.CopyN(w, resp.Body, partLen(resp.ContentLength))
-		resetConn(w)
+		resetConn(w, true)
 		return
 	}
 	_, _ = io.Copy(w, resp.Body)
@@ -339,9 +354,11 @@ func (p *Proxy) forward(r *http.Request) (*http.Response, error) {
 	if r.ContentLength == 0 {
 		out.Body = nil
 		// The transport writes "Content-Length: 0" for POST, PUT and
-		// PATCH anyway; for others (DELETE) only with this setting. The
-		// client may have signed the header, so send it if it was sent.
+		// PATCH anyway; for others (DELETE) only with an explicit identity
+		// encoding and a non-nil body. The client may have signed the
+		// header, so send it if it was sent.
 		if _, ok := r.Header["Content-Length"]; ok {
+			out.Body = http.NoBody
 			out.TransferEncoding = []string{"identity"}
 		}
 	}
@@ -409,11 +426,15 @@ func sleep(ctx context.Context, d time.Duration) bool {
 	}
 }
 
-// resetConn flushes what was written so far, then closes the client
-// connection with a TCP RST (SO_LINGER 0) rather than an orderly FIN.
-func resetConn(w http.ResponseWriter) {
+// resetConn closes the client connection with a TCP RST (SO_LINGER 0)
+// rather than an orderly FIN. With flush, what the handler wrote so far is
+// sent first; without, nothing is (flushing would send an implicit
+// "200 OK" header when nothing was written).
+func resetConn(w http.ResponseWriter, flush bool) {
 	rc := http.NewResponseController(w)
-	_ = rc.Flush() // fails harmlessly when nothing was written
+	if flush {
+		_ = rc.Flush()
+	}
 	conn, _, err := rc.Hijack()
 	if err != nil {
 		// Cannot happen with net/http's HTTP/1 server; make the handler

@@ -177,6 +177,20 @@ func TestFailNext(t *testing.T) {
 	}
 	s.AWSAt(t, p.URL(), "s3api", "list-buckets")
 
+	// An upload gets the error response too, not a connection reset, and
+	// nothing is stored.
+	bucket := s.NewBucket(t)
+	p.FailNext(1, http.StatusServiceUnavailable, "SlowDown")
+	if _, stderr, err := tryAWS(t, s, p.URL(), 1, "s3api", "put-object", "--bucket", bucket,
+		"--key", "big", "--body", writeFile(t, randomBytes(t, 4<<20))); err == nil {
+		t.Fatal("put-object succeeded with FailNext armed")
+	} else if !strings.Contains(stderr, "SlowDown") {
+		t.Fatalf("aws error does not name SlowDown: %s", stderr)
+	}
+	if _, err := os.Stat(filepath.Join(s.Dir, bucket, "big")); err == nil {
+		t.Fatal("failed upload reached the server")
+	}
+
 	// Failed requests never reach the server: a client that retries gets
 	// through after n failures.
 	p.Reset()

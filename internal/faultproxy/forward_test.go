@@ -9,6 +9,7 @@ import (
 	"net/http/httptest"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/walsync/walsync/internal/faultproxy"
 )
@@ -22,7 +23,7 @@ type echoed struct {
 }
 
 // rawRequest writes req verbatim on a new connection to addr and returns
-// the response.
+// the final (non-1xx) response.
 func rawRequest(t *testing.T, addr, req string) *http.Response {
 	t.Helper()
 	c, err := net.Dial("tcp", addr)
@@ -33,7 +34,14 @@ func rawRequest(t *testing.T, addr, req string) *http.Response {
 	if _, err := io.WriteString(c, req); err != nil {
 		t.Fatal(err)
 	}
-	resp, err := http.ReadResponse(bufio.NewReader(c), nil)
+	if err := c.SetDeadline(time.Now().Add(10 * time.Second)); err != nil {
+		t.Fatal(err)
+	}
+	br := bufio.NewReader(c)
+	resp, err := http.ReadResponse(br, nil)
+	for err == nil && resp.StatusCode/100 == 1 { // 100 Continue
+		resp, err = http.ReadResponse(br, nil)
+	}
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -44,7 +52,7 @@ func rawRequest(t *testing.T, addr, req string) *http.Response {
 // The backend sees the request line, Host and end-to-end headers exactly as
 // the client sent them, and nothing the proxy made up.
 func TestForwardIsVerbatim(t *testing.T) {
-	seen := make(chan echoed, 1)
+	seen := make(chan echoed, 10)
 	backend := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		b, _ := io.ReadAll(r.Body)
 		seen <- echoed{r.RequestURI, r.Host, r.Header.Clone(), string(b)}
@@ -84,7 +92,12 @@ func TestForwardIsVerbatim(t *testing.T) {
 			if err != nil || string(body) != "response body" || resp.Header.Get("X-Amz-Meta-Sha256") != "abc" {
 				t.Fatalf("response: %s %q %v (err %v)", resp.Status, body, resp.Header, err)
 			}
-			got := <-seen
+			var got echoed
+			select {
+			case got = <-seen:
+			case <-time.After(10 * time.Second):
+				t.Fatal("backend saw no request")
+			}
 			if got.requestURI != tc.uri {
 				t.Errorf("backend request URI = %q, want %q", got.requestURI, tc.uri)
 			}

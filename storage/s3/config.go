@@ -19,7 +19,7 @@ const (
 	DefaultRegion             = "us-east-1"
 	DefaultPartSize           = 16 << 20 // bytes per multipart part
 	DefaultMultipartThreshold = 64 << 20 // objects this large or larger go multipart
-	DefaultMaxRetries         = 8        // attempts after the first, for retryable failures
+	DefaultMaxRetries         = 5        // attempts after the first; the engine retries a failed sync later
 	DefaultRetryBaseDelay     = 200 * time.Millisecond
 	DefaultRetryMaxDelay      = 15 * time.Second
 	DefaultResponseTimeout    = 60 * time.Second // for the first response byte

@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"log/slog"
 	"math/rand/v2"
 	"net"
 	"net/http"
@@ -186,7 +187,11 @@ func (s *store) backoff(ctx context.Context, attempt int, r *request, lastErr er
 		d = DefaultRetryMaxDelay
 	}
 	d = d/2 + rand.N(d/2+1)
-	s.cfg.Logger.Debug("retrying S3 request", "op", r.op, "bucket", s.cfg.Bucket, "key", r.key, "attempt", attempt, "delay", d, "error", lastErr)
+	level := slog.LevelDebug
+	if attempt >= 2 {
+		level = slog.LevelWarn
+	}
+	s.cfg.Logger.Log(ctx, level, "retrying S3 request", "op", r.op, "bucket", s.cfg.Bucket, "key", r.key, "attempt", attempt, "delay", d, "error", lastErr)
 	t := time.NewTimer(d)
 	defer t.Stop()
 	select {

@@ -1,0 +1,62 @@
+#!/usr/bin/env bash
+# run.sh benchmarks walsync against Litestream v0.5.18 on a local versitygw.
+#
+#   bench/run.sh [--dbs 1,10,100] [--duration 60s] [other bench flags]
+#
+# Installs test dependencies (scripts/test-deps.sh), builds Litestream v0.5.18
+# into <repo>/.cache/bin if missing, builds walsync and the bench program into
+# bench/out/bin, runs every N for both tools and writes the tables to
+# bench/out/<timestamp>/results.txt and bench/out/latest.txt.
+set -euo pipefail
+
+BENCH_DIR="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
+REPO_ROOT="$(cd "${BENCH_DIR}/.." && pwd)"
+BIN_DIR="${REPO_ROOT}/.cache/bin"
+OUT_DIR="${BENCH_DIR}/out"
+LITESTREAM_VERSION=v0.5.18
+
+log() { printf '[bench] %s\n' "$*" >&2; }
+
+DBS=1,10,100
+DURATION=60s
+EXTRA=()
+while (($# > 0)); do
+	case "$1" in
+	--dbs) DBS="$2"; shift 2 ;;
+	--dbs=*) DBS="${1#*=}"; shift ;;
+	--duration) DURATION="$2"; shift 2 ;;
+	--duration=*) DURATION="${1#*=}"; shift ;;
+	-h | --help) sed -n '2,9p' "${BASH_SOURCE[0]}"; exit 0 ;;
+	*) EXTRA+=("$1"); shift ;;
+	esac
+done
+
+"${REPO_ROOT}/scripts/test-deps.sh" >&2
+
+if [[ ! -x "${BIN_DIR}/litestream" ]]; then
+	log "building litestream ${LITESTREAM_VERSION} into ${BIN_DIR} (takes a few minutes)..."
+	mkdir -p "${BIN_DIR}"
+	tmpbin="$(mktemp -d "${BIN_DIR}/.build.XXXXXX")"
+	trap 'rm -rf "${tmpbin}"' EXIT
+	(cd "${tmpbin}" && GOBIN="${tmpbin}" GOFLAGS="${GOFLAGS:-} -trimpath" \
+		go install "github.com/benbjohnson/litestream/cmd/litestream@${LITESTREAM_VERSION}")
+	mv -f "${tmpbin}/litestream" "${BIN_DIR}/litestream"
+	rm -rf "${tmpbin}"
+	trap - EXIT
+fi
+log "litestream: $("${BIN_DIR}/litestream" version 2>&1 | head -1)"
+
+mkdir -p "${OUT_DIR}/bin"
+log "building walsync ($(git -C "${REPO_ROOT}" rev-parse --short HEAD 2>/dev/null || echo '?'))"
+(cd "${REPO_ROOT}" && go build -o "${OUT_DIR}/bin/walsync" ./cmd/walsync)
+log "building bench"
+(cd "${BENCH_DIR}" && go build -o "${OUT_DIR}/bin/bench" .)
+
+cd "${BENCH_DIR}"
+exec "${OUT_DIR}/bin/bench" \
+	--dbs "${DBS}" --duration "${DURATION}" \
+	--walsync "${OUT_DIR}/bin/walsync" \
+	--litestream "${BIN_DIR}/litestream" \
+	--versitygw "${BIN_DIR}/versitygw" \
+	--out "${OUT_DIR}" \
+	"${EXTRA[@]+"${EXTRA[@]}"}"
