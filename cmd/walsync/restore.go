@@ -51,7 +51,7 @@ func runRestore(ctx context.Context, args []string, stdout, stderr io.Writer) er
 	if err != nil {
 		return err
 	}
-	fmt.Fprintf(stdout, "restored %s to %s: TXID %s (%s), %d pages from %d files\n",
+	fmt.Fprintf(stdout, "restored %s to %s: TXID %d (%s), %d pages from %d files\n",
 		pos[0], *out, res.TXID, res.Timestamp.Format(time.RFC3339Nano), res.Pages, res.Files)
 	return nil
 }

@@ -1,6 +1,8 @@
 package compat
 
 import (
+	"os"
+	"strconv"
 	"context"
 	"fmt"
 	"path/filepath"
@@ -41,6 +43,7 @@ func TestWalsyncRestoresLitestreamReplica_S3(t *testing.T) {
 func replicateWithLitestream(t *testing.T, path string, client litestream.ReplicaClient) []syncedState {
 	t.Helper()
 	ctx := context.Background()
+	if ps, _ := strconv.Atoi(os.Getenv("PS")); ps > 0 { createDB(t, driverModernc, path, ps) }
 	app := openApp(t, driverModernc, path)
 	for _, q := range splitSQL(schema) {
 		mustExec(t, app, q)

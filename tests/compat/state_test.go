@@ -31,6 +31,22 @@ CREATE INDEX t_v ON t (v);
 CREATE TABLE kv (k TEXT PRIMARY KEY, val BLOB) WITHOUT ROWID;
 `
 
+// createDB creates an empty database in WAL mode with the given page size.
+func createDB(t *testing.T, driver, path string, pageSize int) {
+	t.Helper()
+	db, err := sql.Open(driver, "file:"+path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	db.SetMaxOpenConns(1)
+	mustExec(t, db, fmt.Sprintf("PRAGMA page_size = %d", pageSize))
+	mustExec(t, db, "PRAGMA journal_mode = WAL")
+	if err := db.Close(); err != nil {
+		t.Fatal(err)
+	}
+}
+
 // openApp opens path read-write in WAL mode, as an application would, with
 // the given driver. One connection, so PRAGMAs stick and transactions are
 // simple.
@@ -130,7 +146,8 @@ func (w *workload) round(t *testing.T, db *sql.DB, r int) {
 // dbState is a database's user-visible content: its schema and every row
 // of every table, Litestream's own _litestream_* tables excluded.
 type dbState struct {
-	pages  int64 // PRAGMA page_count: the database's size
+	pages    int64 // PRAGMA page_count: the database's size
+	pageSize int64
 	schema []string
 	tables map[string][]string // table -> sorted rows, each column as SQL quote() renders it
 }
@@ -162,6 +179,9 @@ func readState(t *testing.T, db *sql.DB) dbState {
 	t.Helper()
 	st := dbState{tables: map[string][]string{}}
 	if err := db.QueryRow("PRAGMA page_count").Scan(&st.pages); err != nil {
+		t.Fatal(err)
+	}
+	if err := db.QueryRow("PRAGMA page_size").Scan(&st.pageSize); err != nil {
 		t.Fatal(err)
 	}
 	st.schema = queryStrings(t, db, `SELECT type || ' ' || name || ': ' || coalesce(sql, '') FROM sqlite_schema WHERE `+userObjects+` ORDER BY type, name`)
@@ -207,8 +227,8 @@ func queryStrings(t *testing.T, db *sql.DB, q string, args ...any) []string {
 // diffState describes the first difference between got and want, or
 // returns "" when they are equal.
 func diffState(got, want dbState) string {
-	if got.pages != want.pages {
-		return fmt.Sprintf("the database has %d pages, want %d", got.pages, want.pages)
+	if got.pages != want.pages || got.pageSize != want.pageSize {
+		return fmt.Sprintf("the database has %d pages of %d bytes, want %d of %d", got.pages, got.pageSize, want.pages, want.pageSize)
 	}
 	if !slices.Equal(got.schema, want.schema) {
 		return fmt.Sprintf("schema differs:\n got %q\nwant %q", got.schema, want.schema)
@@ -262,13 +282,10 @@ func checkRestored(t *testing.T, driver, path string, want dbState, what string)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if fi.Size() != want.pages*pageSize {
-		t.Fatalf("%s: restored file is %d bytes, want %d pages of %d bytes", what, fi.Size(), want.pages, pageSize)
+	if fi.Size() != want.pages*want.pageSize {
+		t.Fatalf("%s: restored file is %d bytes, want %d pages of %d bytes", what, fi.Size(), want.pages, want.pageSize)
 	}
 }
-
-// pageSize is SQLite's default, which every database here uses.
-const pageSize = 4096
 
 // splitSQL splits a script of statements separated by semicolons.
 func splitSQL(script string) []string {

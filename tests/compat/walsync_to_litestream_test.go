@@ -1,8 +1,11 @@
 package compat
 
 import (
+	"os"
+	"strconv"
 	"context"
 	"database/sql"
+	"fmt"
 	"path/filepath"
 	"testing"
 	"time"
@@ -53,28 +56,34 @@ var walsyncClockStart = time.Now().Add(-24 * time.Hour).Truncate(time.Second)
 func replicateWithWalsync(t *testing.T, path string, client storage.Client) []syncedState {
 	t.Helper()
 	ctx := context.Background()
+	if ps, _ := strconv.Atoi(os.Getenv("PS")); ps > 0 { createDB(t, driverMattn, path, ps) }
 	app := openApp(t, driverMattn, path)
 	for _, q := range splitSQL(schema) {
 		mustExec(t, app, q)
 	}
 
 	now := walsyncClockStart
-	cdb, err := capture.Open(ctx, capture.Options{
-		Path:            path,
-		Client:          client,
-		TempDir:         t.TempDir(),
-		BusyTimeout:     5 * time.Second,
-		CheckpointPages: 60, // walsync lets the WAL restart often
-		Logger:          quietLogger(),
-		Now:             func() time.Time { return now },
-	})
-	if err != nil {
-		t.Fatalf("capture.Open: %v", err)
+	open := func(checkpointPages int64) *capture.DB {
+		t.Helper()
+		cdb, err := capture.Open(ctx, capture.Options{
+			Path:            path,
+			Client:          client,
+			TempDir:         t.TempDir(),
+			BusyTimeout:     5 * time.Second,
+			CheckpointPages: checkpointPages,
+			Logger:          quietLogger(),
+			Now:             func() time.Time { return now },
+		})
+		if err != nil {
+			t.Fatalf("capture.Open: %v", err)
+		}
+		return cdb
 	}
-	defer cdb.Close(ctx)
+	cdb := open(60) // walsync lets the WAL restart often
+	defer func() { cdb.Close(ctx) }()
 
 	var states []syncedState
-	sync := func(what string) {
+	sync := func(what string) capture.Stats {
 		t.Helper()
 		now = now.Add(time.Minute)
 		st, err := cdb.Sync(ctx)
@@ -88,18 +97,49 @@ func replicateWithWalsync(t *testing.T, path string, client storage.Client) []sy
 			t.Fatalf("walsync sync (%s) reached TXID %s after TXID %s", what, st.TXID, states[len(states)-1].txid)
 		}
 		states = append(states, syncedState{txid: st.TXID, at: now, state: readState(t, app)})
+		return st
+	}
+	closeCapture := func() {
+		t.Helper()
+		if err := cdb.Close(ctx); err != nil {
+			t.Fatalf("capture close: %v", err)
+		}
 	}
 	sync("schema only")
 
 	w := newWorkload(1)
-	snapshotted := false
+	snapshotted, resynced := false, false
 	for r := 0; r < 10; r++ {
-		w.round(t, app, r)
+		switch r {
+		case 6:
+			// walsync restarts, now without checkpoints of its own, so
+			// that the WAL stays in one generation until round 8.
+			closeCapture()
+			cdb = open(-1)
+			w.round(t, app, r)
+		case 7:
+			// walsync stops while the application writes into the same
+			// WAL generation: it must resume where the replica ends.
+			closeCapture()
+			w.round(t, app, r)
+			cdb = open(-1)
+		case 8:
+			// walsync stops, the WAL is checkpointed and truncated without
+			// it: the next sync must be a full snapshot in L0, mid-replica.
+			closeCapture()
+			w.round(t, app, r)
+			if !checkpointTruncate(t, app) {
+				t.Fatal("wal_checkpoint(TRUNCATE) without walsync running did not reset the WAL")
+			}
+			cdb = open(60)
+		default:
+			w.round(t, app, r)
+		}
 		switch r {
 		case 2:
 			mustExec(t, app, "DELETE FROM t WHERE id % 3 = 0")
 			mustExec(t, app, "VACUUM")
-		case 4, 6:
+		case 4:
 			checkpointTruncate(t, app)
 		case 5:
 			// Shrink the database a lot: pages past the new end must not
@@ -109,8 +149,17 @@ func replicateWithWalsync(t *testing.T, path string, client storage.Client) []sy
 			mustExec(t, app, "VACUUM")
 			checkpointTruncate(t, app)
 		}
-		sync("round")
-		if r == 6 || r == 8 {
+		st := sync(fmt.Sprintf("round %d", r))
+		t.Logf("round %d: TXID %s snapshot=%v %s", r, st.TXID, st.Snapshot, st.Reason)
+		switch {
+		case r == 7 && st.Snapshot:
+			t.Fatalf("walsync did not resume in the WAL after a restart: %+v", st)
+		case r == 8 && !st.Snapshot:
+			t.Fatalf("walsync's first sync after the WAL was truncated behind its back was not a snapshot: %+v", st)
+		case r == 8:
+			resynced = true
+		}
+		if r == 9 {
 			// Right after a sync, with walsync's read transaction at the
 			// WAL's end: the checkpoint may backfill every frame.
 			checkpointTruncate(t, app)
@@ -127,15 +176,13 @@ func replicateWithWalsync(t *testing.T, path string, client storage.Client) []sy
 			snapshotted = true
 		}
 	}
-	if err := cdb.Close(ctx); err != nil {
-		t.Fatalf("capture close: %v", err)
+	closeCapture()
+	if !snapshotted || !resynced {
+		t.Fatalf("snapshot taken: %v, resync snapshot taken: %v", snapshotted, resynced)
 	}
 	final := states[len(states)-1]
 	if final.state.rows() < 150 {
 		t.Fatalf("workload left only %d rows (%v); the comparison would prove little", final.state.rows(), final.state)
-	}
-	if !snapshotted {
-		t.Fatal("no snapshot was taken")
 	}
 
 	// The replica holds what the restores below rely on.
@@ -148,8 +195,9 @@ func replicateWithWalsync(t *testing.T, path string, client storage.Client) []sy
 
 // checkpointTruncate runs the application's PRAGMA wal_checkpoint(TRUNCATE)
 // with a short busy timeout: walsync's read transaction may keep it from
-// resetting the WAL, which SQLite reports as busy, not as an error.
-func checkpointTruncate(t *testing.T, app *sql.DB) {
+// resetting the WAL, which SQLite reports as busy, not as an error. It
+// reports whether the WAL was reset.
+func checkpointTruncate(t *testing.T, app *sql.DB) (reset bool) {
 	t.Helper()
 	ctx := context.Background()
 	conn, err := app.Conn(ctx)
@@ -169,6 +217,7 @@ func checkpointTruncate(t *testing.T, app *sql.DB) {
 	if _, err := conn.ExecContext(ctx, "PRAGMA busy_timeout = 5000"); err != nil {
 		t.Fatal(err)
 	}
+	return busy == 0
 }
 
 // checkLitestreamRestores restores with Litestream to the latest state, to
