@@ -9,9 +9,9 @@
 //
 // # Lifecycle of the shared server
 //
-// [S3] starts at most one versitygw process per test binary (sync.Once) and
-// all tests of the package share it; give each test its own bucket with
-// [S3Server.NewBucket]. The server is stopped, and its temporary directory
+// [S3] starts at most one versitygw process per test binary (lazily, on first
+// use) and all tests of the package share it; give each test its own bucket
+// with [S3Server.NewBucket]. The server is stopped, and its temporary directory
 // removed, by [Stop]. The simplest way to get that is a TestMain:
 //
 //	func TestMain(m *testing.M) { testenv.Main(m) }
