@@ -146,8 +146,9 @@ func repoRoot() (string, error) {
 	if err != nil {
 		return "", fmt.Errorf("finding repository root: %w", err)
 	}
+	// The main module's go.mod, not that of a nested test-only module.
 	for dir := wd; ; {
-		if _, err := os.Stat(filepath.Join(dir, "go.mod")); err == nil {
+		if b, err := os.ReadFile(filepath.Join(dir, "go.mod")); err == nil && bytes.HasPrefix(b, []byte("module github.com/walsync/walsync\n")) {
 			return dir, nil
 		}
 		parent := filepath.Dir(dir)

@@ -1,8 +1,6 @@
 package compat
 
 import (
-	"os"
-	"strconv"
 	"context"
 	"fmt"
 	"path/filepath"
@@ -24,13 +22,14 @@ import (
 func TestWalsyncRestoresLitestreamReplica_File(t *testing.T) {
 	dir := t.TempDir()
 	replica := filepath.Join(dir, "replica")
-	states := replicateWithLitestream(t, filepath.Join(dir, "app.db"), lsfile.NewReplicaClient(replica))
+	states := replicateWithLitestream(t, filepath.Join(dir, "app.db"), 0, lsfile.NewReplicaClient(replica))
 	checkWalsyncRestores(t, file.New(replica), states)
 }
 
 func TestWalsyncRestoresLitestreamReplica_S3(t *testing.T) {
 	r := newS3Replica(t)
-	states := replicateWithLitestream(t, filepath.Join(t.TempDir(), "app.db"), r.litestream())
+	// 64 KiB pages: SQLite stores that page size as 1 in its header.
+	states := replicateWithLitestream(t, filepath.Join(t.TempDir(), "app.db"), 65536, r.litestream())
 	checkWalsyncRestores(t, r.walsync(t), states)
 }
 
@@ -39,11 +38,14 @@ func TestWalsyncRestoresLitestreamReplica_S3(t *testing.T) {
 // as cmd/litestream wires it but with the background monitors off so the
 // test decides when to sync, compact, snapshot and checkpoint. It returns
 // the state after each sync (at is a time between that sync and the next);
-// the last one is the final state of the source.
-func replicateWithLitestream(t *testing.T, path string, client litestream.ReplicaClient) []syncedState {
+// the last one is the final state of the source. pageSize 0 keeps SQLite's
+// default.
+func replicateWithLitestream(t *testing.T, path string, pageSize int, client litestream.ReplicaClient) []syncedState {
 	t.Helper()
 	ctx := context.Background()
-	if ps, _ := strconv.Atoi(os.Getenv("PS")); ps > 0 { createDB(t, driverModernc, path, ps) }
+	if pageSize > 0 {
+		createDB(t, driverModernc, path, pageSize)
+	}
 	app := openApp(t, driverModernc, path)
 	for _, q := range splitSQL(schema) {
 		mustExec(t, app, q)

@@ -18,15 +18,6 @@ import (
 )
 
 func TestMain(m *testing.M) {
-	// testenv looks for versitygw in <repo>/.cache/bin, where <repo> is the
-	// nearest directory holding a go.mod: for this nested module that is
-	// tests/compat, not the repository root where scripts/test-deps.sh
-	// builds it. Point it at the repository's copy unless told otherwise.
-	if os.Getenv(testenv.EnvVersitygw) == "" {
-		if wd, err := os.Getwd(); err == nil {
-			os.Setenv(testenv.EnvVersitygw, filepath.Join(wd, "..", "..", ".cache", "bin", "versitygw"))
-		}
-	}
 	// Both tools' S3 clients are configured explicitly below; keep the
 	// caller's AWS environment out of them, as testenv does for the aws
 	// CLI. AWS_CA_BUNDLE in particular makes every Litestream v0.5.18 S3

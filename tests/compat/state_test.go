@@ -45,6 +45,23 @@ func createDB(t *testing.T, driver, path string, pageSize int) {
 	if err := db.Close(); err != nil {
 		t.Fatal(err)
 	}
+	// The header (big-endian at offset 16; 1 means 65536) must have it.
+	hdr := make([]byte, 100)
+	f, err := os.Open(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	if _, err := f.ReadAt(hdr, 0); err != nil {
+		t.Fatalf("read header of %s: %v", path, err)
+	}
+	got := int(hdr[16])<<8 | int(hdr[17])
+	if got == 1 {
+		got = 65536
+	}
+	if got != pageSize || hdr[18] != 2 || hdr[19] != 2 {
+		t.Fatalf("%s has %d-byte pages and file format %d/%d, want %d-byte pages in WAL mode (2/2)", path, got, hdr[18], hdr[19], pageSize)
+	}
 }
 
 // openApp opens path read-write in WAL mode, as an application would, with
@@ -148,8 +165,8 @@ func (w *workload) round(t *testing.T, db *sql.DB, r int) {
 type dbState struct {
 	pages    int64 // PRAGMA page_count: the database's size
 	pageSize int64
-	schema []string
-	tables map[string][]string // table -> sorted rows, each column as SQL quote() renders it
+	schema   []string
+	tables   map[string][]string // table -> sorted rows, each column as SQL quote() renders it
 }
 
 func (s dbState) rows() int {

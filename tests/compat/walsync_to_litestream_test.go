@@ -1,8 +1,6 @@
 package compat
 
 import (
-	"os"
-	"strconv"
 	"context"
 	"database/sql"
 	"fmt"
@@ -25,13 +23,14 @@ import (
 func TestLitestreamRestoresWalsyncReplica_File(t *testing.T) {
 	dir := t.TempDir()
 	replica := filepath.Join(dir, "replica")
-	states := replicateWithWalsync(t, filepath.Join(dir, "app.db"), file.New(replica))
+	states := replicateWithWalsync(t, filepath.Join(dir, "app.db"), 0, file.New(replica))
 	checkLitestreamRestores(t, lsfile.NewReplicaClient(replica), states)
 }
 
 func TestLitestreamRestoresWalsyncReplica_S3(t *testing.T) {
 	r := newS3Replica(t)
-	states := replicateWithWalsync(t, filepath.Join(t.TempDir(), "app.db"), r.walsync(t))
+	// 64 KiB pages: SQLite stores that page size as 1 in its header.
+	states := replicateWithWalsync(t, filepath.Join(t.TempDir(), "app.db"), 65536, r.walsync(t))
 	checkLitestreamRestores(t, r.litestream(), states)
 }
 
@@ -51,12 +50,17 @@ var walsyncClockStart = time.Now().Add(-24 * time.Hour).Truncate(time.Second)
 // replicateWithWalsync writes a database with mattn/go-sqlite3 while
 // walsync's capture replicates it to client across many syncs, a level-9
 // snapshot, VACUUMs (the database shrinks), WAL checkpoints by the
-// application (TRUNCATE) and by walsync itself. It returns the state after
-// each sync; the last one is the final state of the source.
-func replicateWithWalsync(t *testing.T, path string, client storage.Client) []syncedState {
+// application (TRUNCATE) and by walsync itself, and walsync restarts (one
+// resuming in the WAL, one resyncing with a full L0 snapshot because the
+// WAL was truncated while it was stopped). It returns the state after each
+// sync; the last one is the final state of the source. pageSize 0 keeps
+// SQLite's default.
+func replicateWithWalsync(t *testing.T, path string, pageSize int, client storage.Client) []syncedState {
 	t.Helper()
 	ctx := context.Background()
-	if ps, _ := strconv.Atoi(os.Getenv("PS")); ps > 0 { createDB(t, driverMattn, path, ps) }
+	if pageSize > 0 {
+		createDB(t, driverMattn, path, pageSize)
+	}
 	app := openApp(t, driverMattn, path)
 	for _, q := range splitSQL(schema) {
 		mustExec(t, app, q)
@@ -112,9 +116,11 @@ func replicateWithWalsync(t *testing.T, path string, client storage.Client) []sy
 	for r := 0; r < 10; r++ {
 		switch r {
 		case 6:
-			// walsync restarts, now without checkpoints of its own, so
-			// that the WAL stays in one generation until round 8.
+			// walsync restarts, now without checkpoints of its own, and
+			// the application's automatic checkpoints are off too, so that
+			// the WAL stays in one generation until round 8.
 			closeCapture()
+			mustExec(t, app, "PRAGMA wal_autocheckpoint = 0")
 			cdb = open(-1)
 			w.round(t, app, r)
 		case 7:
@@ -127,6 +133,7 @@ func replicateWithWalsync(t *testing.T, path string, client storage.Client) []sy
 			// walsync stops, the WAL is checkpointed and truncated without
 			// it: the next sync must be a full snapshot in L0, mid-replica.
 			closeCapture()
+			mustExec(t, app, "PRAGMA wal_autocheckpoint = 1000")
 			w.round(t, app, r)
 			if !checkpointTruncate(t, app) {
 				t.Fatal("wal_checkpoint(TRUNCATE) without walsync running did not reset the WAL")

@@ -1,0 +1,195 @@
+package engine_test
+
+import (
+	"context"
+	"database/sql"
+	"fmt"
+	"io"
+	"path/filepath"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	_ "github.com/mattn/go-sqlite3"
+	"github.com/superfly/ltx"
+
+	"github.com/walsync/walsync/engine"
+	"github.com/walsync/walsync/restore"
+	"github.com/walsync/walsync/storage"
+	"github.com/walsync/walsync/storage/file"
+)
+
+// counting wraps a client and counts every storage call, including those
+// of clients derived with Sub.
+type counting struct {
+	storage.Client
+	n      *atomic.Int64
+	writes *sync.Map // level -> times of writes
+}
+
+func (c counting) Sub(name string) storage.Client {
+	return counting{Client: c.Client.Sub(name), n: c.n, writes: c.writes}
+}
+func (c counting) WriteLTXFile(ctx context.Context, level int, a, b ltx.TXID, r io.Reader) (*storage.FileInfo, error) {
+	c.n.Add(1)
+	v, _ := c.writes.LoadOrStore(c.String(), &timesList{})
+	v.(*timesList).add(time.Now())
+	return c.Client.WriteLTXFile(ctx, level, a, b, r)
+}
+func (c counting) OpenLTXFile(ctx context.Context, level int, a, b ltx.TXID) (io.ReadCloser, error) {
+	c.n.Add(1)
+	return c.Client.OpenLTXFile(ctx, level, a, b)
+}
+func (c counting) OpenLTXRange(ctx context.Context, level int, a, b ltx.TXID, off, n int64) (io.ReadCloser, error) {
+	c.n.Add(1)
+	return c.Client.OpenLTXRange(ctx, level, a, b, off, n)
+}
+func (c counting) LTXFiles(ctx context.Context, level int, after ltx.TXID) (storage.FileIterator, error) {
+	c.n.Add(1)
+	return c.Client.LTXFiles(ctx, level, after)
+}
+func (c counting) DeleteLTXFiles(ctx context.Context, f []*storage.FileInfo) error {
+	c.n.Add(1)
+	return c.Client.DeleteLTXFiles(ctx, f)
+}
+
+type timesList struct {
+	mu sync.Mutex
+	ts []time.Time
+}
+
+func (l *timesList) add(t time.Time) { l.mu.Lock(); l.ts = append(l.ts, t); l.mu.Unlock() }
+func (l *timesList) get() []time.Time {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return append([]time.Time(nil), l.ts...)
+}
+
+func openApp(t *testing.T, path string) *sql.DB {
+	t.Helper()
+	db, err := sql.Open("sqlite3", "file:"+path+"?_journal_mode=WAL&_busy_timeout=5000")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { db.Close() })
+	if _, err := db.Exec("CREATE TABLE t (id INTEGER PRIMARY KEY, v TEXT)"); err != nil {
+		t.Fatal(err)
+	}
+	return db
+}
+
+// TestEngine: several databases in one engine; the first change after an
+// idle period ships at once, busy databases get at most one upload per sync
+// interval, idle databases cause no storage request at all, and stopping
+// ships everything.
+func TestEngine(t *testing.T) {
+	dir := t.TempDir()
+	var n atomic.Int64
+	root := counting{Client: file.New(filepath.Join(dir, "replica")), n: &n, writes: &sync.Map{}}
+	var dbs []engine.Database
+	var apps []*sql.DB
+	for i := 0; i < 5; i++ {
+		p := filepath.Join(dir, fmt.Sprintf("t%d", i), "app.db")
+		if err := mkdir(p); err != nil {
+			t.Fatal(err)
+		}
+		apps = append(apps, openApp(t, p))
+		dbs = append(dbs, engine.Database{Path: p, Client: root.Sub(fmt.Sprintf("t%d/app", i))})
+	}
+	const interval = 400 * time.Millisecond
+	eng, err := engine.New(engine.Options{Databases: dbs, SyncInterval: interval, PollInterval: 20 * time.Millisecond, Workers: 2})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- eng.Run(ctx) }()
+
+	waitFor(t, func() bool { return countWrites(root) >= 5 }, "first snapshots")
+	time.Sleep(2 * interval)
+
+	// Idle: not one storage request.
+	before := n.Load()
+	time.Sleep(1500 * time.Millisecond)
+	if got := n.Load() - before; got != 0 {
+		t.Fatalf("idle databases made %d storage requests in 1.5 s", got)
+	}
+
+	// The first change after idling ships at once.
+	start := time.Now()
+	writesBefore := countWrites(root)
+	if _, err := apps[0].Exec("INSERT INTO t (v) VALUES ('first')"); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, func() bool { return countWrites(root) > writesBefore }, "first change shipped")
+	if lag := time.Since(start); lag > interval {
+		t.Fatalf("first change after idle took %s to ship (sync interval %s)", lag, interval)
+	}
+
+	// A busy database: a commit every 20 ms for 3 s.
+	busyName := dbs[1].Client.String()
+	for end := time.Now().Add(3 * time.Second); time.Now().Before(end); {
+		if _, err := apps[1].Exec("INSERT INTO t (v) VALUES ('busy')"); err != nil {
+			t.Fatal(err)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	v, _ := root.writes.Load(busyName)
+	ts := v.(*timesList).get()
+	for i := 1; i < len(ts); i++ {
+		if gap := ts[i].Sub(ts[i-1]); gap < interval-50*time.Millisecond {
+			t.Fatalf("two uploads of one database %s apart (sync interval %s)", gap, interval)
+		}
+	}
+	if len(ts) < 5 {
+		t.Fatalf("a busy database was uploaded only %d times in 3 s", len(ts))
+	}
+
+	// Stopping ships what is left.
+	if _, err := apps[2].Exec("INSERT INTO t (v) VALUES ('last')"); err != nil {
+		t.Fatal(err)
+	}
+	cancel()
+	if err := <-done; err != nil {
+		t.Fatal(err)
+	}
+	for i, d := range dbs {
+		out := filepath.Join(t.TempDir(), "r.db")
+		if _, err := restore.Restore(context.Background(), restore.Options{Client: d.Client, Output: out}); err != nil {
+			t.Fatal(err)
+		}
+		if a, b := count(t, out), count(t, d.Path); a != b {
+			t.Fatalf("database %d: restored %d rows, source has %d", i, a, b)
+		}
+	}
+}
+
+func countWrites(c counting) int {
+	n := 0
+	c.writes.Range(func(_, v any) bool { n += len(v.(*timesList).get()); return true })
+	return n
+}
+
+func waitFor(t *testing.T, f func() bool, what string) {
+	t.Helper()
+	for end := time.Now().Add(10 * time.Second); time.Now().Before(end); time.Sleep(10 * time.Millisecond) {
+		if f() {
+			return
+		}
+	}
+	t.Fatalf("timed out waiting for %s", what)
+}
+
+func count(t *testing.T, path string) int {
+	db, err := sql.Open("sqlite3", "file:"+path+"?mode=ro")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	var n int
+	if err := db.QueryRow("SELECT count(*) FROM t").Scan(&n); err != nil {
+		t.Fatal(err)
+	}
+	return n
+}
