@@ -464,17 +464,9 @@ func (db *DB) captureFrames() (bool, error) {
 	return true, nil
 }
 
-func (db *DB) newEncoder(f *os.File) (*ltx.Encoder, error) {
-	enc, err := ltx.NewEncoder(f)
-	if err != nil {
-		return nil, err
-	}
-	enc.SetSpillDir(db.opts.TempDir)
-	enc.SetSpillThreshold(DefaultIndexSpill)
-	return enc, nil
-}
-
-func (db *DB) encodeIncremental(from, to wal.Position, pages map[uint32]int64) (_ *os.File, err error) {
+// writeLTX encodes an LTX file into an unlinked temp file: hdr, then the
+// pages that pages emits in ascending order.
+func (db *DB) writeLTX(hdr ltx.Header, pages func(emit func(pgno uint32, data []byte) error) error) (_ *os.File, err error) {
 	f, err := storage.CreateUnlinkedTemp(db.opts.TempDir)
 	if err != nil {
 		return nil, err
@@ -484,18 +476,33 @@ func (db *DB) encodeIncremental(from, to wal.Position, pages map[uint32]int64) (
 			f.Close()
 		}
 	}()
-	enc, err := db.newEncoder(f)
+	enc, err := ltx.NewEncoder(f)
 	if err != nil {
 		return nil, err
 	}
+	enc.SetSpillDir(db.opts.TempDir)
+	enc.SetSpillThreshold(DefaultIndexSpill)
 	defer enc.Cleanup()
+	if err := enc.EncodeHeader(hdr); err != nil {
+		return nil, err
+	}
+	if err := pages(func(pgno uint32, data []byte) error {
+		return enc.EncodePage(ltx.PageHeader{Pgno: pgno}, data)
+	}); err != nil {
+		return nil, err
+	}
+	if err := enc.Close(); err != nil {
+		return nil, err
+	}
+	return f, nil
+}
+
+func (db *DB) encodeIncremental(from, to wal.Position, pages map[uint32]int64) (*os.File, error) {
 	h := to.Header
-	if err := enc.EncodeHeader(ltx.Header{
+	hdr := ltx.Header{
 		Version: ltx.Version, Flags: ltx.HeaderFlagNoChecksum, PageSize: h.PageSize, Commit: to.Commit,
 		MinTXID: db.txid + 1, MaxTXID: db.txid + 1, Timestamp: db.opts.Now().UnixMilli(),
 		WALOffset: from.Offset(), WALSize: to.Offset() - from.Offset(), WALSalt1: h.Salt1, WALSalt2: h.Salt2,
-	}); err != nil {
-		return nil, err
 	}
 	pgnos := make([]uint32, 0, len(pages))
 	for pg := range pages {
@@ -504,19 +511,18 @@ func (db *DB) encodeIncremental(from, to wal.Position, pages map[uint32]int64) (
 		}
 	}
 	slices.Sort(pgnos)
-	data := make([]byte, h.PageSize)
-	for _, pg := range pgnos {
-		if err := wal.ReadFramePage(db.walFile, h, pages[pg], pg, data); err != nil {
-			return nil, err
+	return db.writeLTX(hdr, func(emit func(uint32, []byte) error) error {
+		data := make([]byte, h.PageSize)
+		for _, pg := range pgnos {
+			if err := wal.ReadFramePage(db.walFile, h, pages[pg], pg, data); err != nil {
+				return err
+			}
+			if err := emit(pg, data); err != nil {
+				return err
+			}
 		}
-		if err := enc.EncodePage(ltx.PageHeader{Pgno: pg}, data); err != nil {
-			return nil, err
-		}
-	}
-	if err := enc.Close(); err != nil {
-		return nil, err
-	}
-	return f, nil
+		return nil
+	})
 }
 
 // snapPlan fixes, under the seal, the WAL end a snapshot is taken at.
@@ -552,48 +558,30 @@ func (db *DB) planSnapshot() (*snapPlan, error) {
 // encodeSnapshot writes every page as of the plan's WAL end. It runs after
 // the seal is lifted: the pin, started at that end, keeps those frames (or,
 // after a restart, the database file) unchanged.
-func (db *DB) encodeSnapshot(p *snapPlan, minTX, maxTX ltx.TXID) (_ *os.File, err error) {
-	f, err := storage.CreateUnlinkedTemp(db.opts.TempDir)
-	if err != nil {
-		return nil, err
-	}
-	defer func() {
-		if err != nil {
-			f.Close()
-		}
-	}()
-	enc, err := db.newEncoder(f)
-	if err != nil {
-		return nil, err
-	}
-	defer enc.Cleanup()
-	lh := ltx.Header{
+func (db *DB) encodeSnapshot(p *snapPlan, minTX, maxTX ltx.TXID) (*os.File, error) {
+	hdr := ltx.Header{
 		Version: ltx.Version, Flags: ltx.HeaderFlagNoChecksum, PageSize: p.pageSize, Commit: p.commit,
 		MinTXID: minTX, MaxTXID: maxTX, Timestamp: db.opts.Now().UnixMilli(),
 	}
 	if p.h != nil {
-		lh.WALOffset, lh.WALSalt1, lh.WALSalt2 = p.end.Offset(), p.h.Salt1, p.h.Salt2
+		hdr.WALOffset, hdr.WALSalt1, hdr.WALSalt2 = p.end.Offset(), p.h.Salt1, p.h.Salt2
 	}
-	if err := enc.EncodeHeader(lh); err != nil {
-		return nil, err
-	}
-	data := make([]byte, p.pageSize)
-	lock := ltx.LockPgno(p.pageSize)
-	for pg := uint32(1); pg <= p.commit; pg++ {
-		if pg == lock {
-			continue
+	return db.writeLTX(hdr, func(emit func(uint32, []byte) error) error {
+		data := make([]byte, p.pageSize)
+		lock := ltx.LockPgno(p.pageSize)
+		for pg := uint32(1); pg <= p.commit; pg++ {
+			if pg == lock {
+				continue
+			}
+			if err := db.readPage(p.h, p.pages, pg, data); err != nil {
+				return err
+			}
+			if err := emit(pg, data); err != nil {
+				return err
+			}
 		}
-		if err := db.readPage(p.h, p.pages, pg, data); err != nil {
-			return nil, err
-		}
-		if err := enc.EncodePage(ltx.PageHeader{Pgno: pg}, data); err != nil {
-			return nil, err
-		}
-	}
-	if err := enc.Close(); err != nil {
-		return nil, err
-	}
-	return f, nil
+		return nil
+	})
 }
 
 // readPage reads page pg as of the captured WAL end: from its last frame,

@@ -78,3 +78,20 @@ func (r *replicaFlags) open() (storage.Client, error) {
 	}
 	return replicaurl.Open(r.url, replicaurl.Options{S3: cfg})
 }
+
+// databases checks the database paths of watch and snapshot, derives their
+// replica names and opens the replica client they share.
+func (r *replicaFlags) databases(verb string, paths []string) ([]string, storage.Client, error) {
+	if len(paths) == 0 {
+		return nil, nil, usagef("no database given: walsync %s /path/to/app.db -b URL", verb)
+	}
+	names, err := replicaurl.Names(paths)
+	if err != nil {
+		return nil, nil, usageError{err}
+	}
+	client, err := r.open()
+	if err != nil {
+		return nil, nil, err
+	}
+	return names, client, nil
+}

@@ -6,7 +6,6 @@ import (
 	"io"
 
 	"github.com/walsync/walsync/capture"
-	"github.com/walsync/walsync/storage/replicaurl"
 )
 
 func runSnapshot(ctx context.Context, args []string, stdout, stderr io.Writer) error {
@@ -18,18 +17,11 @@ func runSnapshot(ctx context.Context, args []string, stdout, stderr io.Writer) e
 	if err != nil {
 		return err
 	}
-	if len(paths) == 0 {
-		return usagef("no database given: walsync snapshot /path/to/app.db -b URL")
-	}
-	log, err := newLogger(stderr, *logLevel)
+	names, client, err := rf.databases("snapshot", paths)
 	if err != nil {
 		return err
 	}
-	names, err := replicaurl.Names(paths)
-	if err != nil {
-		return usageError{err}
-	}
-	client, err := rf.open()
+	log, err := newLogger(stderr, *logLevel)
 	if err != nil {
 		return err
 	}

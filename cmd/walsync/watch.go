@@ -7,7 +7,6 @@ import (
 
 	"github.com/walsync/walsync/capture"
 	"github.com/walsync/walsync/engine"
-	"github.com/walsync/walsync/storage/replicaurl"
 )
 
 func runWatch(ctx context.Context, args []string, stdout, stderr io.Writer) error {
@@ -22,18 +21,11 @@ func runWatch(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	if err != nil {
 		return err
 	}
-	if len(paths) == 0 {
-		return usagef("no database given: walsync watch /path/to/app.db -b URL")
-	}
-	log, err := newLogger(stderr, *logLevel)
+	names, client, err := rf.databases("watch", paths)
 	if err != nil {
 		return err
 	}
-	names, err := replicaurl.Names(paths)
-	if err != nil {
-		return usageError{err}
-	}
-	client, err := rf.open()
+	log, err := newLogger(stderr, *logLevel)
 	if err != nil {
 		return err
 	}
