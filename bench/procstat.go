@@ -61,12 +61,12 @@ func sampleProc(pid int) (procSample, error) {
 }
 
 type resourceSummary struct {
-	samples                   int
-	rssPeakKB, rssSteadyKB    int64
-	fdsPeak, fdsSteady        int
+	samples                    int
+	rssPeakKB, rssSteadyKB     int64
+	fdsPeak, fdsSteady         int
 	threadsPeak, threadsSteady int
-	cpuRun                    float64 // at the last sample before SIGTERM
-	runWall                   time.Duration
+	cpuRun                     float64 // at the last sample before SIGTERM
+	runWall                    time.Duration
 }
 
 func medianInt64(v []int64) int64 {

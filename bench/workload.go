@@ -34,11 +34,11 @@ type database struct {
 	writeErrs []string
 
 	// sentinels: written by the writer, read by the probe
-	mu      sync.Mutex
-	pending map[string]*sentinel // not yet seen in an L0 object
-	all     []*sentinel
-	lastKey string // probe: last L0 key processed
-	objects int    // probe: L0 objects decoded
+	mu        sync.Mutex
+	pending   map[string]*sentinel // not yet seen in an L0 object
+	all       []*sentinel
+	lastKey   string // probe: last L0 key processed
+	objects   int    // probe: L0 objects decoded
 	probeErrs []string
 }
 

@@ -125,24 +125,31 @@ func (eng *Engine) Run(ctx context.Context) error {
 		}()
 	}
 
-	ticker := time.NewTicker(eng.opts.PollInterval)
-	defer ticker.Stop()
+	// One timer for all databases: it fires at the next poll or at the
+	// moment the earliest waiting database may sync again.
+	timer := time.NewTimer(0)
+	defer timer.Stop()
 	inFlight := 0
 	var queue []job
 	for ctx.Err() == nil {
 		now := time.Now()
+		wake := now.Add(eng.opts.PollInterval)
 		for _, e := range entries {
 			if e.busy || now.Before(e.retryAt) {
 				continue
 			}
 			eng.poll(e)
+			due := e.lastSync.Add(eng.opts.SyncInterval)
 			switch {
-			case e.dirty && now.Sub(e.lastSync) >= eng.opts.SyncInterval:
+			case e.dirty && !now.Before(due):
 				e.busy = true
+				e.lastSync = now // the interval runs from the start of a sync
 				queue = append(queue, job{e: e})
 			case e.db != nil && eng.opts.SnapshotInterval > 0 && e.changedSince && now.Sub(e.lastSnapshot) >= eng.opts.SnapshotInterval:
 				e.busy = true
 				queue = append(queue, job{e: e, snapshot: true})
+			case e.dirty && due.Before(wake):
+				wake = due
 			}
 		}
 		// Hand out queued jobs without blocking the scheduler.
@@ -162,12 +169,19 @@ func (eng *Engine) Run(ctx context.Context) error {
 				goto shutdown
 			}
 		}
+		if !timer.Stop() {
+			select {
+			case <-timer.C:
+			default:
+			}
+		}
+		timer.Reset(time.Until(wake))
 		select {
 		case <-ctx.Done():
 		case r := <-results:
 			inFlight--
 			eng.finish(r)
-		case <-ticker.C:
+		case <-timer.C:
 		}
 	}
 shutdown:
@@ -264,7 +278,6 @@ func (eng *Engine) finish(r result) {
 		return
 	}
 	e.dirty = false
-	e.lastSync = now
 	if r.st.Uploaded {
 		e.changedSince = true
 		if e.lastSnapshot.IsZero() {
