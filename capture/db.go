@@ -736,8 +736,10 @@ func (db *DB) closeLocked() {
 }
 
 // latestFile returns the replica's highest TXID and that file's header.
+// Compaction only ever moves older TXIDs up a level, so the first non-empty
+// level in the order 0, 1, …, 9 holds the newest file: one listing when L0
+// has files.
 func latestFile(ctx context.Context, c storage.Client) (ltx.TXID, *ltx.Header, error) {
-	var best *storage.FileInfo
 	for level := 0; level <= storage.MaxLevel; level++ {
 		it, err := c.LTXFiles(ctx, level, 0)
 		if err != nil {
@@ -747,18 +749,20 @@ func latestFile(ctx context.Context, c storage.Client) (ltx.TXID, *ltx.Header, e
 		if err != nil {
 			return 0, nil, err
 		}
-		for _, fi := range files {
-			if best == nil || fi.MaxTXID > best.MaxTXID || (fi.MaxTXID == best.MaxTXID && fi.Level < best.Level) {
+		if len(files) == 0 {
+			continue
+		}
+		best := files[0]
+		for _, fi := range files[1:] {
+			if fi.MaxTXID > best.MaxTXID {
 				best = fi
 			}
 		}
+		hdr, err := storage.ReadHeader(ctx, c, best)
+		if err != nil {
+			return 0, nil, err
+		}
+		return best.MaxTXID, &hdr, nil
 	}
-	if best == nil {
-		return 0, nil, nil
-	}
-	hdr, err := storage.ReadHeader(ctx, c, best)
-	if err != nil {
-		return 0, nil, err
-	}
-	return best.MaxTXID, &hdr, nil
+	return 0, nil, nil
 }
