@@ -225,7 +225,7 @@ func (db *DB) scanTo(h wal.Header, end int64) (wal.Position, error) {
 		return p, fmt.Errorf("offset %d is not on a frame boundary", end)
 	}
 	target := (end - wal.HeaderSize) / h.FrameSize()
-	// Scan commit by commit so we can stop exactly at target.
+	// Scan no further than end: the last commit there must end exactly at it.
 	lim := &limitedReaderAt{r: db.walFile, n: end}
 	q, err := wal.Scan(lim, p, db.frameBuf(h), nil)
 	if err != nil {
@@ -288,16 +288,23 @@ func (db *DB) sealed(ctx context.Context, fn func() error) error {
 			db.log.Warn("release the write lock", "error", err)
 		}
 	}()
-	if err := fn(); err != nil {
-		return err
+	ferr := fn()
+	// Re-pin when fn succeeded (everything is captured), or when fn ended
+	// the pin, which it does only after capturing everything.
+	if ferr != nil && db.pin.inTxn() {
+		return ferr
 	}
 	if err := db.pin.end(); err != nil {
-		return fmt.Errorf("end read transaction: %w", err)
+		db.resync = "walsync's read transaction could not be restarted: " + err.Error()
+		return errors.Join(ferr, fmt.Errorf("end read transaction: %w", err))
 	}
 	if err := db.pin.beginRead(); err != nil {
-		return fmt.Errorf("start read transaction on %s: %w", db.opts.Path, err)
+		// Unpinned, a restart could discard frames unseen: only a snapshot
+		// can re-establish the invariant.
+		db.resync = "walsync's read transaction could not be restarted: " + err.Error()
+		return errors.Join(ferr, fmt.Errorf("start read transaction on %s: %w", db.opts.Path, err))
 	}
-	return nil
+	return ferr
 }
 
 // Sync captures every transaction committed since the last sync and uploads

@@ -85,9 +85,12 @@ func (c *conn) beginRead() error {
 	return nil
 }
 
+// inTxn reports whether a transaction is open.
+func (c *conn) inTxn() bool { return !c.c.AutoCommit() }
+
 // end finishes whatever transaction is open; it wrote nothing either way.
 func (c *conn) end() error {
-	if c.c.AutoCommit() {
+	if !c.inTxn() {
 		return nil
 	}
 	return c.exec("ROLLBACK")
