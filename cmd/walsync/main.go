@@ -12,6 +12,8 @@ import (
 	"os"
 	"os/signal"
 	"syscall"
+
+	"github.com/walsync/walsync/capture"
 )
 
 // version is set at build time with -ldflags "-X main.version=…".
@@ -45,6 +47,11 @@ var commands = map[string]command{
 }
 
 func main() {
+	// Before anything opens a database: walsync's connections need no
+	// lookaside or page-cache memory.
+	if err := capture.LeanSQLite(); err != nil {
+		fmt.Fprintln(os.Stderr, "walsync: warning:", err)
+	}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
 	os.Exit(run(ctx, os.Args[1:], os.Stdout, os.Stderr))

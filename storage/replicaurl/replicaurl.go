@@ -36,14 +36,14 @@ func Open(raw string, opts Options) (storage.Client, error) {
 	case strings.HasPrefix(raw, "file://"):
 		u, err := url.Parse(raw)
 		if err != nil {
-			return nil, fmt.Errorf("invalid replica URL %q: %w", raw, err)
+			return nil, fmt.Errorf("invalid replica URL %q", s3.RedactUserinfo(raw))
 		}
 		if u.Host != "" && u.Host != "localhost" {
-			return nil, fmt.Errorf("invalid replica URL %q: file URLs take an absolute path, file:///dir", raw)
+			return nil, fmt.Errorf("invalid replica URL %q: file URLs take an absolute path, file:///dir", s3.RedactUserinfo(raw))
 		}
 		return file.New(u.Path), nil
 	case strings.Contains(raw, "://"):
-		return nil, fmt.Errorf("unsupported replica URL %q: use s3://bucket/prefix, file:///dir or a directory path", raw)
+		return nil, fmt.Errorf("unsupported replica URL %q: use s3://bucket/prefix, file:///dir or a directory path", s3.RedactUserinfo(raw))
 	}
 	abs, err := filepath.Abs(raw)
 	if err != nil {

@@ -213,27 +213,39 @@ func (c *Client) putMultipart(ctx context.Context, key string, h http.Header, sp
 		return err
 	}
 	sum := sha256.Sum256(body)
-	resp, err = c.s.do(ctx, &request{
+	complete := &request{
 		op: "complete multipart upload", method: http.MethodPost, key: key,
 		query: url.Values{"uploadId": {uploadID}}, header: http.Header{"Content-Type": {"application/xml"}},
 		body: bytes.NewReader(body), length: int64(len(body)), sha256: hex.EncodeToString(sum[:]),
-	})
-	if err != nil {
-		return err
 	}
-	// A 200 response may still carry an error document.
-	var done struct {
-		XMLName xml.Name
-		Code    string `xml:"Code"`
-		Message string `xml:"Message"`
+	// A 200 response may still carry an error document; a retryable one
+	// (InternalError, SlowDown) is retried like any other.
+	for attempt := 0; ; attempt++ {
+		if attempt > 0 {
+			if err := c.s.backoff(ctx, attempt, complete, err); err != nil {
+				return err
+			}
+		}
+		resp, err = c.s.do(ctx, complete)
+		if err != nil {
+			return err
+		}
+		var done struct {
+			XMLName xml.Name
+			Code    string `xml:"Code"`
+			Message string `xml:"Message"`
+		}
+		if err := decodeXML(resp, &done); err != nil {
+			return fmt.Errorf("s3: complete multipart upload of %s: %w", c.objectURL(key), err)
+		}
+		if done.XMLName.Local != "Error" {
+			return nil
+		}
+		err = c.s.newError(complete, http.StatusOK, done.Code, done.Message)
+		if !err.(*Error).retryable() || attempt >= c.s.cfg.MaxRetries {
+			return err
+		}
 	}
-	if err := decodeXML(resp, &done); err != nil {
-		return fmt.Errorf("s3: complete multipart upload of %s: %w", c.objectURL(key), err)
-	}
-	if done.XMLName.Local == "Error" {
-		return c.s.newError(&request{op: "complete multipart upload", key: key}, http.StatusOK, done.Code, done.Message)
-	}
-	return nil
 }
 
 // OpenLTXFile implements storage.Client. The object is downloaded into an

@@ -68,22 +68,46 @@ type Credentials struct {
 	Source          string // where they came from, for logs (never the values)
 }
 
-// ParseURL splits "s3://bucket/prefix" into bucket and prefix.
+// ParseURL splits "s3://bucket/prefix" into bucket and prefix. Its errors
+// never repeat credentials written into the URL.
 func ParseURL(raw string) (bucket, prefix string, err error) {
+	shown := RedactUserinfo(raw)
 	u, err := url.Parse(raw)
 	if err != nil {
-		return "", "", fmt.Errorf("invalid S3 URL %q: %w", raw, err)
-	}
-	if u.Scheme != "s3" {
-		return "", "", fmt.Errorf("invalid S3 URL %q: expected s3://bucket/prefix", raw)
-	}
-	if u.Host == "" {
-		return "", "", fmt.Errorf("invalid S3 URL %q: no bucket; expected s3://bucket/prefix", raw)
+		// url.Parse's error repeats the whole URL; keep only its reason.
+		var ue *url.Error
+		if errors.As(err, &ue) {
+			err = ue.Err
+		}
+		return "", "", fmt.Errorf("invalid S3 URL %q: %v; expected s3://bucket/prefix", shown, err)
 	}
 	if u.User != nil {
 		return "", "", errors.New("invalid S3 URL: credentials do not belong in the URL; use AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY")
 	}
+	if u.Scheme != "s3" {
+		return "", "", fmt.Errorf("invalid S3 URL %q: expected s3://bucket/prefix", shown)
+	}
+	if u.Host == "" {
+		return "", "", fmt.Errorf("invalid S3 URL %q: no bucket; expected s3://bucket/prefix", shown)
+	}
 	return u.Host, strings.Trim(u.Path, "/"), nil
+}
+
+// RedactUserinfo replaces a "user:secret@" authority prefix of raw, which
+// may not parse as a URL, with "REDACTED@".
+func RedactUserinfo(raw string) string {
+	scheme, rest, ok := strings.Cut(raw, "://")
+	if !ok {
+		return raw
+	}
+	end := strings.IndexAny(rest, "/?#")
+	if end < 0 {
+		end = len(rest)
+	}
+	if at := strings.LastIndex(rest[:end], "@"); at >= 0 {
+		return scheme + "://REDACTED@" + rest[at+1:]
+	}
+	return raw
 }
 
 // resolved is a Config with every default applied.
@@ -127,7 +151,7 @@ func resolve(cfg Config) (*resolved, error) {
 			ep = "https://" + ep // B2 endpoints are often written bare
 		}
 		u, err := url.Parse(ep)
-		if err != nil || u.Host == "" || (u.Scheme != "http" && u.Scheme != "https") {
+		if err != nil || u.Hostname() == "" || (u.Scheme != "http" && u.Scheme != "https") {
 			return nil, fmt.Errorf("s3: invalid endpoint %q: expected https://host[:port]", r.Endpoint)
 		}
 		r.endpoint = &url.URL{Scheme: u.Scheme, Host: u.Host}
@@ -163,7 +187,8 @@ func resolve(cfg Config) (*resolved, error) {
 	if r.CABundle == "" {
 		r.CABundle = os.Getenv("AWS_CA_BUNDLE")
 	}
-	if r.CABundle != "" {
+	// The bundle matters only for TLS; parsing it costs ~3 MB of allocations.
+	if r.CABundle != "" && r.endpoint.Scheme == "https" {
 		pool, err := x509.SystemCertPool()
 		if err != nil || pool == nil {
 			pool = x509.NewCertPool()

@@ -3,6 +3,7 @@ package s3
 import (
 	"context"
 	"crypto/tls"
+	"crypto/x509"
 	"encoding/xml"
 	"errors"
 	"fmt"
@@ -57,7 +58,8 @@ func (e *Error) hint() string {
 		return fmt.Sprintf("bucket %q does not exist at %s: create it, or correct the bucket name or endpoint", e.Bucket, e.Endpoint)
 	case e.Code == "RequestTimeTooSkewed":
 		return "this machine's clock is off: fix it (NTP) and retry"
-	case e.Status == http.StatusForbidden || e.Code == "InvalidAccessKeyId" || e.Code == "SignatureDoesNotMatch":
+	case e.Status == http.StatusForbidden || e.Code == "InvalidAccessKeyId" || e.Code == "SignatureDoesNotMatch" ||
+		e.Code == "XAdminUserNotFound": // versitygw's answer (HTTP 404) to an unknown access key ID
 		return fmt.Sprintf("access to bucket %q was refused: check the access key ID and secret (AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY or the profile) and the bucket's permissions", e.Bucket)
 	case e.Status == http.StatusMovedPermanently || e.Code == "PermanentRedirect" || e.Code == "AuthorizationHeaderMalformed":
 		return "the bucket is in another region: set AWS_REGION or the replica's region"
@@ -65,9 +67,11 @@ func (e *Error) hint() string {
 	return ""
 }
 
-// Unwrap maps missing objects to storage.ErrNotFound.
+// Unwrap maps missing objects to storage.ErrNotFound: NoSuchKey, or a 404
+// without an error document (HEAD) for an object. Any other 404 (a missing
+// bucket, versitygw's unknown access key) is not a missing file.
 func (e *Error) Unwrap() error {
-	if e.Code == "NoSuchKey" || (e.Status == http.StatusNotFound && e.Code != "NoSuchBucket") {
+	if e.Code == "NoSuchKey" || (e.Status == http.StatusNotFound && e.Code == "" && e.Key != "") {
 		return storage.ErrNotFound
 	}
 	return nil
@@ -170,7 +174,7 @@ func (s *store) do(ctx context.Context, r *request) (*http.Response, error) {
 			return nil, ctx.Err()
 		}
 		var se *Error
-		if errors.As(err, &se) && !se.retryable() {
+		if errors.As(err, &se) && !se.retryable() || isCertificateError(err) {
 			return nil, err
 		}
 		lastErr = err
@@ -299,4 +303,14 @@ type guardedBody struct {
 func (gb *guardedBody) Close() error {
 	gb.g.stop()
 	return gb.c.Close()
+}
+
+// isCertificateError reports a TLS verification failure: retrying cannot
+// fix a wrong CA bundle or host name.
+func isCertificateError(err error) bool {
+	var cv *tls.CertificateVerificationError
+	var ua x509.UnknownAuthorityError
+	var he x509.HostnameError
+	var ci x509.CertificateInvalidError
+	return errors.As(err, &cv) || errors.As(err, &ua) || errors.As(err, &he) || errors.As(err, &ci)
 }
