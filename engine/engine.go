@@ -131,14 +131,23 @@ func (eng *Engine) Run(ctx context.Context) error {
 	defer timer.Stop()
 	inFlight := 0
 	var queue []job
+	var nextPoll time.Time
 	for ctx.Err() == nil {
 		now := time.Now()
-		wake := now.Add(eng.opts.PollInterval)
+		// WAL files are stat'ed once per poll interval, however often the
+		// loop wakes to dispatch a sync that has come due.
+		polling := !now.Before(nextPoll)
+		if polling {
+			nextPoll = now.Add(eng.opts.PollInterval)
+		}
+		wake := nextPoll
 		for _, e := range entries {
 			if e.busy || now.Before(e.retryAt) {
 				continue
 			}
-			eng.poll(e)
+			if polling {
+				eng.poll(e)
+			}
 			due := e.lastSync.Add(eng.opts.SyncInterval)
 			switch {
 			case e.dirty && !now.Before(due):

@@ -224,7 +224,7 @@ func TestCrashRecovery(t *testing.T) {
 		t.Fatal(err)
 	}
 	replica := filepath.Join(dir, "replica")
-	wl := workload.New(workload.Options{Path: path, Writers: 2, Checkpoints: true, Vacuum: true, Seed: rand.Uint64(), Pace: 5 * time.Millisecond, MaxBlob: 256 << 10})
+	wl := workload.New(workload.Options{Path: path, Writers: 2, External: true, Checkpoints: true, Vacuum: true, Seed: rand.Uint64(), Pace: 5 * time.Millisecond, MaxBlob: 256 << 10})
 	ctx, stop := context.WithTimeout(context.Background(), tortureDuration(t, 10*time.Second))
 	defer stop()
 	werr := make(chan error, 1)
