@@ -24,25 +24,58 @@ type Spooled struct {
 func (s *Spooled) Timestamp() time.Time { return time.UnixMilli(s.Header.Timestamp).UTC() }
 
 // SpoolLTX copies r into f (an empty file opened for reading and writing)
-// while hashing it, then verifies the LTX checksums and that the header's
-// TXID range is (minTXID, maxTXID). On success f is positioned at 0.
+// while hashing it and verifying its LTX checksums in the same pass, and
+// checks that the header's TXID range is (minTXID, maxTXID). On success f
+// is positioned at 0.
 func SpoolLTX(f *os.File, r io.Reader, minTXID, maxTXID ltx.TXID) (*Spooled, error) {
-	h := sha256.New()
-	n, err := io.Copy(io.MultiWriter(f, h), r)
+	sp, err := inspect(io.TeeReader(r, f), minTXID, maxTXID)
 	if err != nil {
-		return nil, fmt.Errorf("spool LTX file: %w", err)
+		return nil, err
 	}
 	if _, err := f.Seek(0, io.SeekStart); err != nil {
 		return nil, err
 	}
-	hdr, err := VerifyLTX(f, minTXID, maxTXID)
+	sp.File = f
+	return sp, nil
+}
+
+// InspectLTX hashes and verifies an LTX file already on local disk, from
+// its start, without copying it. On success f is positioned at 0.
+func InspectLTX(f *os.File, minTXID, maxTXID ltx.TXID) (*Spooled, error) {
+	if _, err := f.Seek(0, io.SeekStart); err != nil {
+		return nil, err
+	}
+	sp, err := inspect(f, minTXID, maxTXID)
+	if err != nil {
+		return nil, err
+	}
+	if _, err := f.Seek(0, io.SeekStart); err != nil {
+		return nil, err
+	}
+	sp.File = f
+	return sp, nil
+}
+
+// inspect reads r to its end once: SHA-256, size and full LTX verification.
+func inspect(r io.Reader, minTXID, maxTXID ltx.TXID) (*Spooled, error) {
+	h := sha256.New()
+	cr := &countingReader{r: io.TeeReader(r, h)}
+	hdr, err := VerifyLTX(cr, minTXID, maxTXID)
 	if err != nil {
 		return nil, fmt.Errorf("refusing to store an invalid LTX file %s: %w", ltx.FormatFilename(minTXID, maxTXID), err)
 	}
-	if _, err := f.Seek(0, io.SeekStart); err != nil {
-		return nil, err
-	}
-	return &Spooled{File: f, Size: n, SHA256: hex.EncodeToString(h.Sum(nil)), Header: hdr}, nil
+	return &Spooled{Size: cr.n, SHA256: hex.EncodeToString(h.Sum(nil)), Header: hdr}, nil
+}
+
+type countingReader struct {
+	r io.Reader
+	n int64
+}
+
+func (c *countingReader) Read(p []byte) (int, error) {
+	n, err := c.r.Read(p)
+	c.n += int64(n)
+	return n, err
 }
 
 // CreateUnlinkedTemp creates a temp file in dir ("" = the OS default) and

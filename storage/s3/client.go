@@ -20,6 +20,7 @@ import (
 	"io"
 	"net/http"
 	"net/url"
+	"os"
 	"path"
 	"slices"
 	"strconv"
@@ -110,14 +111,12 @@ func (c *Client) WriteLTXFile(ctx context.Context, level int, minTXID, maxTXID l
 	if err := checkArgs(level, minTXID, maxTXID); err != nil {
 		return nil, err
 	}
-	f, err := storage.CreateUnlinkedTemp(c.s.cfg.TempDir)
+	sp, err := c.spool(r, minTXID, maxTXID)
 	if err != nil {
 		return nil, err
 	}
-	defer f.Close()
-	sp, err := storage.SpoolLTX(f, r, minTXID, maxTXID)
-	if err != nil {
-		return nil, err
+	if sp.File != r {
+		defer sp.File.Close()
 	}
 	key := c.Key(level, minTXID, maxTXID)
 	h := http.Header{}
@@ -134,6 +133,26 @@ func (c *Client) WriteLTXFile(ctx context.Context, level int, minTXID, maxTXID l
 		return nil, err
 	}
 	return &storage.FileInfo{Level: level, MinTXID: minTXID, MaxTXID: maxTXID, Size: sp.Size, CreatedAt: sp.Timestamp(), SHA256: sp.SHA256}, nil
+}
+
+// spool returns the file to upload from: r itself when it is a local file
+// at its start (capture's spool file), else a temp copy.
+func (c *Client) spool(r io.Reader, minTXID, maxTXID ltx.TXID) (*storage.Spooled, error) {
+	if f, ok := r.(*os.File); ok {
+		if off, err := f.Seek(0, io.SeekCurrent); err == nil && off == 0 {
+			return storage.InspectLTX(f, minTXID, maxTXID)
+		}
+	}
+	f, err := storage.CreateUnlinkedTemp(c.s.cfg.TempDir)
+	if err != nil {
+		return nil, err
+	}
+	sp, err := storage.SpoolLTX(f, r, minTXID, maxTXID)
+	if err != nil {
+		f.Close()
+		return nil, err
+	}
+	return sp, nil
 }
 
 func (c *Client) putObject(ctx context.Context, key string, h http.Header, sp *storage.Spooled) error {
