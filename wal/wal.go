@@ -206,10 +206,16 @@ func Scan(r io.ReaderAt, pos Position, buf []byte, pages map[uint32]int64) (Posi
 func ReadFramePage(r io.ReaderAt, h Header, n int64, pgno uint32, data []byte) error {
 	off := h.FrameOffset(n)
 	if _, err := r.ReadAt(data[:h.PageSize], off+FrameHeaderSize); err != nil {
+		if errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF) {
+			return ErrOverwritten // the WAL was truncated after a restart
+		}
 		return fmt.Errorf("read WAL frame %d: %w", n, err)
 	}
 	var hb [FrameHeaderSize]byte
 	if _, err := r.ReadAt(hb[:], off); err != nil {
+		if errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF) {
+			return ErrOverwritten
+		}
 		return fmt.Errorf("read WAL frame %d header: %w", n, err)
 	}
 	fh := ParseFrameHeader(hb[:])
@@ -219,5 +225,6 @@ func ReadFramePage(r io.ReaderAt, h Header, n int64, pgno uint32, data []byte) e
 	return nil
 }
 
-// ErrOverwritten means a frame was replaced by a newer WAL generation.
+// ErrOverwritten means a frame was replaced by a newer WAL generation, or
+// cut off when the WAL was truncated after a restart.
 var ErrOverwritten = errors.New("WAL frame was overwritten by a newer generation")
