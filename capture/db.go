@@ -80,6 +80,7 @@ type DB struct {
 	pos     wal.Position
 	havePos bool
 	txid    ltx.TXID
+	txidTS  int64        // header timestamp (ms) of TXID txid: when that state was captured
 	pending *pendingFile // captured but not yet uploaded
 	resync  string       // non-empty: the next sync is a snapshot, for this reason
 
@@ -167,6 +168,9 @@ func Open(ctx context.Context, opts Options) (_ *DB, err error) {
 		return nil, fmt.Errorf("read replica position of %s from %s: %w", opts.Path, opts.Client, err)
 	}
 	db.txid = txid
+	if last != nil {
+		db.txidTS = last.Timestamp
+	}
 
 	if err := db.sealed(ctx, func() error {
 		// The seal connection opened the WAL, so it exists now.
@@ -364,11 +368,12 @@ func (db *DB) resyncSnapshot(ctx context.Context) error {
 		return err
 	}
 	txid := db.txid + 1
-	f, err := db.encodeSnapshot(plan, txid, txid)
+	ts := db.opts.Now().UnixMilli()
+	f, err := db.encodeSnapshot(plan, txid, txid, ts)
 	if err != nil {
 		return err
 	}
-	db.txid = txid
+	db.txid, db.txidTS = txid, ts
 	db.pos, db.havePos = plan.end, true
 	db.resync = ""
 	db.framesSinceCkpt = plan.end.Frame
@@ -456,7 +461,8 @@ func (db *DB) captureFrames() (bool, error) {
 		}
 		return false, nil
 	}
-	f, err := db.encodeIncremental(from, to, pages)
+	ts := db.opts.Now().UnixMilli()
+	f, err := db.encodeIncremental(from, to, pages, ts)
 	if err != nil {
 		if errors.Is(err, wal.ErrOverwritten) {
 			db.resync = "WAL frames were overwritten before they were captured"
@@ -465,6 +471,7 @@ func (db *DB) captureFrames() (bool, error) {
 		return false, err
 	}
 	db.txid++
+	db.txidTS = ts
 	db.pending = &pendingFile{f: f, level: 0, minTX: db.txid, maxTX: db.txid, frames: to.Frame - from.Frame}
 	db.pos = to
 	db.framesSinceCkpt += to.Frame - from.Frame
@@ -504,11 +511,11 @@ func (db *DB) writeLTX(hdr ltx.Header, pages func(emit func(pgno uint32, data []
 	return f, nil
 }
 
-func (db *DB) encodeIncremental(from, to wal.Position, pages map[uint32]int64) (*os.File, error) {
+func (db *DB) encodeIncremental(from, to wal.Position, pages map[uint32]int64, ts int64) (*os.File, error) {
 	h := to.Header
 	hdr := ltx.Header{
 		Version: ltx.Version, Flags: ltx.HeaderFlagNoChecksum, PageSize: h.PageSize, Commit: to.Commit,
-		MinTXID: db.txid + 1, MaxTXID: db.txid + 1, Timestamp: db.opts.Now().UnixMilli(),
+		MinTXID: db.txid + 1, MaxTXID: db.txid + 1, Timestamp: ts,
 		WALOffset: from.Offset(), WALSize: to.Offset() - from.Offset(), WALSalt1: h.Salt1, WALSalt2: h.Salt2,
 	}
 	pgnos := make([]uint32, 0, len(pages))
@@ -565,10 +572,10 @@ func (db *DB) planSnapshot() (*snapPlan, error) {
 // encodeSnapshot writes every page as of the plan's WAL end. It runs after
 // the seal is lifted: the pin, started at that end, keeps those frames (or,
 // after a restart, the database file) unchanged.
-func (db *DB) encodeSnapshot(p *snapPlan, minTX, maxTX ltx.TXID) (*os.File, error) {
+func (db *DB) encodeSnapshot(p *snapPlan, minTX, maxTX ltx.TXID, ts int64) (*os.File, error) {
 	hdr := ltx.Header{
 		Version: ltx.Version, Flags: ltx.HeaderFlagNoChecksum, PageSize: p.pageSize, Commit: p.commit,
-		MinTXID: minTX, MaxTXID: maxTX, Timestamp: db.opts.Now().UnixMilli(),
+		MinTXID: minTX, MaxTXID: maxTX, Timestamp: ts,
 	}
 	if p.h != nil {
 		hdr.WALOffset, hdr.WALSalt1, hdr.WALSalt2 = p.end.Offset(), p.h.Salt1, p.h.Salt2
@@ -655,7 +662,9 @@ func (db *DB) Snapshot(ctx context.Context) (Stats, error) {
 	if plan.end != db.pos {
 		return Stats{}, errors.New("internal error: snapshot position differs from the captured position")
 	}
-	f, err := db.encodeSnapshot(plan, 1, db.txid)
+	// The snapshot is the state of TXID txid: it carries that sync's time,
+	// so that time-based restores stay exact.
+	f, err := db.encodeSnapshot(plan, 1, db.txid, db.txidTS)
 	if err != nil {
 		return Stats{}, err
 	}
