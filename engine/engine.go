@@ -161,7 +161,7 @@ func (eng *Engine) Run(ctx context.Context) error {
 				wake = due
 			}
 		}
-		// Hand out queued jobs without blocking the scheduler.
+		// Hand queued jobs to free workers, taking in results meanwhile.
 		for len(queue) > 0 {
 			var sendCh chan job
 			if inFlight < eng.opts.Workers {
