@@ -1,0 +1,373 @@
+// Package compact merges a replica's LTX files into coarser levels and
+// enforces retention, in Litestream v0.5's layout:
+//
+//   - level 0 holds one file per sync, with contiguous TXID ranges;
+//   - levels 1..8 hold compactions of the level below (by default L1 every
+//     30 s, L2 every 5 min, L3 every hour, as Litestream v0.5.18);
+//   - level 9 holds full snapshots (MinTXID 1).
+//
+// Compact merges the files of level N-1 that come after level N's last file
+// into one file at level N. EnforceL0Retention and EnforceSnapshotRetention
+// delete what is no longer needed; each keeps every point inside its
+// retained window restorable (see their comments for the exact rules).
+//
+// The functions are stateless: every call lists what it needs. Run them one
+// at a time per replica, from one scheduler. Compactions of different levels
+// and retention touch disjoint files (see retention.go), so an overlap should
+// do no harm, but it is not a supported mode.
+package compact
+
+import (
+	"bufio"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"time"
+
+	"github.com/superfly/ltx"
+
+	"github.com/walsync/walsync/storage"
+)
+
+// Level is one compaction level and how often it is compacted from the level
+// below it.
+type Level struct {
+	Level    int
+	Interval time.Duration
+}
+
+// PrevCompactionAt returns the most recent compaction boundary at or before
+// now: now truncated to the interval, as Litestream v0.5.18 schedules it.
+func (l Level) PrevCompactionAt(now time.Time) time.Time {
+	return now.Truncate(l.Interval).UTC()
+}
+
+// NextCompactionAt returns the first compaction boundary after
+// PrevCompactionAt(now).
+func (l Level) NextCompactionAt(now time.Time) time.Time {
+	return l.PrevCompactionAt(now).Add(l.Interval)
+}
+
+// DefaultLevels are Litestream v0.5.18's default compaction levels (its
+// DefaultCompactionLevels without level 0, which is never compacted into).
+var DefaultLevels = []Level{
+	{Level: 1, Interval: 30 * time.Second},
+	{Level: 2, Interval: 5 * time.Minute},
+	{Level: 3, Interval: time.Hour},
+}
+
+// Litestream v0.5.18's default retention periods.
+const (
+	// DefaultL0Retention is how long L0 files are kept after they have been
+	// compacted into L1.
+	DefaultL0Retention = 5 * time.Minute
+	// DefaultSnapshotRetention is how long level-9 snapshots are kept.
+	DefaultSnapshotRetention = 24 * time.Hour
+)
+
+// DefaultMaxInputs bounds how many files one merge pass reads at once.
+const DefaultMaxInputs = 256
+
+// indexSpill is the number of output page-index entries the LTX encoder
+// keeps in memory before spilling them to a file in the temp directory.
+const indexSpill = 16384
+
+// readBuffer is the read-ahead per input file.
+const readBuffer = 32 << 10
+
+// ErrGap is returned (wrapped) by Compact when the source level's next file
+// does not continue where the destination level ends: nothing can be
+// compacted until the gap is resolved.
+var ErrGap = errors.New("gap in the source level's TXIDs")
+
+// Options configure Compact.
+type Options struct {
+	// TempDir holds intermediate merges and the encoder's page-index spill;
+	// empty: os.TempDir().
+	TempDir string
+	// MaxInputs bounds how many files are merged in one pass (at least 2);
+	// zero: DefaultMaxInputs. A longer run is merged in passes through a
+	// temp file, and still yields one destination file.
+	MaxInputs int
+	Logger    *slog.Logger
+}
+
+func (o Options) withDefaults() Options {
+	if o.TempDir == "" {
+		o.TempDir = os.TempDir()
+	}
+	if o.MaxInputs <= 0 {
+		o.MaxInputs = DefaultMaxInputs
+	}
+	if o.MaxInputs < 2 {
+		o.MaxInputs = 2
+	}
+	if o.Logger == nil {
+		o.Logger = slog.Default()
+	}
+	return o
+}
+
+// Compact merges the files of level dst-1 that come after level dst's last
+// file into one file at level dst, and returns it. It returns (nil, nil)
+// when there is nothing new to compact.
+//
+// Only a contiguous run is merged: it starts right after dst's last MaxTXID
+// (at the first source file when dst is empty) and stops before the first
+// gap, which is logged; no file ever spans a gap. When the source's first
+// file after dst already leaves a gap, the error wraps ErrGap.
+//
+// Every input is opened with the client's OpenLTXFile, which verifies it
+// (a damaged input fails the compaction with a *storage.CorruptError and
+// nothing is written at dst). The merge is ltx.Compactor, streamed into
+// WriteLTXFile, which verifies the output before storing it. The output
+// carries HeaderFlagNoChecksum and the newest input's header timestamp, as
+// Litestream's compactions do, so restores to a point in time stay correct.
+func Compact(ctx context.Context, c storage.Client, dst int, opts Options) (*storage.FileInfo, error) {
+	if dst < 1 || dst >= storage.SnapshotLevel {
+		return nil, fmt.Errorf("compact %s: invalid destination level %d: must be 1-%d", c, dst, storage.SnapshotLevel-1)
+	}
+	opts = opts.withDefaults()
+	src := dst - 1
+
+	dstMax, err := maxTXID(ctx, c, dst)
+	if err != nil {
+		return nil, fmt.Errorf("compact %s into L%d: %w", c, dst, err)
+	}
+	files, err := listLevel(ctx, c, src, dstMax)
+	if err != nil {
+		return nil, fmt.Errorf("compact %s into L%d: %w", c, dst, err)
+	}
+	run, gap := contiguousRun(files, dstMax)
+	if gap != nil {
+		end := dstMax
+		if len(run) > 0 {
+			end = run[len(run)-1].MaxTXID
+		}
+		if len(run) == 0 {
+			return nil, fmt.Errorf("compact %s into L%d: %w: L%d ends at TXID %s and the next L%d file is %s", c, dst, ErrGap, dst, end, src, gap)
+		}
+		opts.Logger.Warn("compaction stops at a gap in the source level",
+			"replica", c.String(), "level", dst, "contiguous_to", end.String(), "next_file", gap.String())
+	}
+	if len(run) == 0 {
+		return nil, nil
+	}
+	info, err := merge(ctx, c, dst, run, opts)
+	if err != nil {
+		return nil, fmt.Errorf("compact %s L%d %s-%s (%d files) into L%d: %w",
+			c, src, run[0].MinTXID, run[len(run)-1].MaxTXID, len(run), dst, err)
+	}
+	opts.Logger.Info("compacted", "replica", c.String(), "level", dst,
+		"min_txid", info.MinTXID.String(), "max_txid", info.MaxTXID.String(), "inputs", len(run), "size", info.Size)
+	return info, nil
+}
+
+// contiguousRun returns the files that continue from TXID after (from the
+// first file when after is 0) without a gap, and the first file past a
+// gap, if any. files are sorted by MinTXID then MaxTXID. A file that
+// overlaps the run but extends it is accepted (ltx.IsContiguous); one the
+// run already covers is skipped.
+func contiguousRun(files []*storage.FileInfo, after ltx.TXID) (run []*storage.FileInfo, gap *storage.FileInfo) {
+	cur := after
+	for _, fi := range files {
+		switch {
+		case len(run) == 0 && after == 0:
+			// An empty destination starts at the source's first file.
+		case fi.MaxTXID <= cur:
+			continue
+		case !ltx.IsContiguous(cur, fi.MinTXID, fi.MaxTXID):
+			return run, fi
+		}
+		run = append(run, fi)
+		cur = fi.MaxTXID
+	}
+	return run, nil
+}
+
+// merge compacts run into one file at level dst. Runs longer than
+// opts.MaxInputs are merged in passes: each pass merges the previous pass's
+// output (a temp file) with the next inputs; only the last pass is
+// streamed to the replica.
+func merge(ctx context.Context, c storage.Client, dst int, run []*storage.FileInfo, opts Options) (*storage.FileInfo, error) {
+	minTXID, maxTXID := run[0].MinTXID, run[len(run)-1].MaxTXID
+	var acc *os.File // the previous pass's output
+	defer func() {
+		if acc != nil {
+			acc.Close()
+		}
+	}()
+	for start := 0; ; {
+		n := opts.MaxInputs
+		if acc != nil {
+			n--
+		}
+		end := min(start+n, len(run))
+		inputs, closeInputs, err := openInputs(ctx, c, run[start:end])
+		if err != nil {
+			return nil, err
+		}
+		if acc != nil {
+			if _, err := acc.Seek(0, io.SeekStart); err != nil {
+				closeInputs()
+				return nil, fmt.Errorf("rewind the previous merge pass: %w", err)
+			}
+			inputs = append([]io.Reader{bufio.NewReaderSize(&ctxReader{ctx: ctx, r: acc}, readBuffer)}, inputs...)
+		}
+		if end == len(run) {
+			info, err := streamTo(ctx, c, dst, minTXID, maxTXID, inputs, opts)
+			closeInputs()
+			return info, err
+		}
+		next, err := mergeToTemp(ctx, inputs, opts)
+		closeInputs()
+		if err != nil {
+			return nil, err
+		}
+		if acc != nil {
+			acc.Close()
+		}
+		acc = next
+		opts.Logger.Debug("compaction pass merged", "level", dst, "through_txid", run[end-1].MaxTXID.String(), "inputs", end-start)
+		start = end
+	}
+}
+
+// openInputs opens (and so verifies) every file of batch before a byte is
+// merged.
+func openInputs(ctx context.Context, c storage.Client, batch []*storage.FileInfo) ([]io.Reader, func(), error) {
+	var rcs []io.ReadCloser
+	closeAll := func() {
+		for _, rc := range rcs {
+			rc.Close()
+		}
+	}
+	readers := make([]io.Reader, 0, len(batch)+1)
+	for _, fi := range batch {
+		rc, err := c.OpenLTXFile(ctx, fi.Level, fi.MinTXID, fi.MaxTXID)
+		if err != nil {
+			closeAll()
+			return nil, nil, fmt.Errorf("open input %s: %w", fi, err)
+		}
+		rcs = append(rcs, rc)
+		readers = append(readers, bufio.NewReaderSize(&ctxReader{ctx: ctx, r: rc}, readBuffer))
+	}
+	return readers, closeAll, nil
+}
+
+// newCompactor returns ltx's compactor over inputs writing to w, set up as
+// Litestream sets it up, with its page index spilling to opts.TempDir.
+func newCompactor(w io.Writer, inputs []io.Reader, opts Options) (*ltx.Compactor, error) {
+	comp, err := ltx.NewCompactor(w, inputs)
+	if err != nil {
+		return nil, err
+	}
+	comp.HeaderFlags = ltx.HeaderFlagNoChecksum
+	comp.SetSpillDir(opts.TempDir)
+	comp.SetSpillThreshold(indexSpill)
+	return comp, nil
+}
+
+// streamTo merges inputs straight into the replica through a pipe.
+func streamTo(ctx context.Context, c storage.Client, dst int, minTXID, maxTXID ltx.TXID, inputs []io.Reader, opts Options) (*storage.FileInfo, error) {
+	pr, pw := io.Pipe()
+	done := make(chan error, 1)
+	go func() {
+		err := func() error {
+			comp, err := newCompactor(pw, inputs, opts)
+			if err != nil {
+				return err
+			}
+			defer comp.Cleanup()
+			return comp.Compact(ctx)
+		}()
+		pw.CloseWithError(err) // nil: the reader sees EOF
+		done <- err
+	}()
+	info, werr := c.WriteLTXFile(ctx, dst, minTXID, maxTXID, pr)
+	// Unblock the compactor if the write gave up early, then wait for it:
+	// the inputs are closed only after it is done with them.
+	pr.CloseWithError(errors.New("the replica write ended"))
+	if cerr := <-done; cerr != nil {
+		if werr == nil {
+			// Cannot happen: the write reads the stream to its end and
+			// verifies it. Never keep a file whose merge reported an error.
+			if derr := c.DeleteLTXFiles(context.WithoutCancel(ctx), []*storage.FileInfo{info}); derr != nil {
+				cerr = errors.Join(cerr, fmt.Errorf("delete %s: %w", info, derr))
+			}
+		}
+		return nil, fmt.Errorf("merge: %w", cerr)
+	}
+	if werr != nil {
+		return nil, fmt.Errorf("write L%d %s: %w", dst, ltx.FormatFilename(minTXID, maxTXID), werr)
+	}
+	return info, nil
+}
+
+// mergeToTemp merges inputs into an unlinked temp file for the next pass.
+func mergeToTemp(ctx context.Context, inputs []io.Reader, opts Options) (_ *os.File, err error) {
+	f, err := storage.CreateUnlinkedTemp(opts.TempDir)
+	if err != nil {
+		return nil, err
+	}
+	defer func() {
+		if err != nil {
+			f.Close()
+		}
+	}()
+	w := bufio.NewWriterSize(f, readBuffer)
+	comp, err := newCompactor(w, inputs, opts)
+	if err != nil {
+		return nil, err
+	}
+	defer comp.Cleanup()
+	if err := comp.Compact(ctx); err != nil {
+		return nil, fmt.Errorf("merge pass: %w", err)
+	}
+	if err := w.Flush(); err != nil {
+		return nil, fmt.Errorf("write temp file: %w", err)
+	}
+	return f, nil
+}
+
+// ctxReader fails reads once ctx is done, so a long merge can be cancelled.
+type ctxReader struct {
+	ctx context.Context
+	r   io.Reader
+}
+
+func (r *ctxReader) Read(p []byte) (int, error) {
+	if err := r.ctx.Err(); err != nil {
+		return 0, err
+	}
+	return r.r.Read(p)
+}
+
+// listLevel lists the files of level whose MinTXID is greater than after.
+func listLevel(ctx context.Context, c storage.Client, level int, after ltx.TXID) ([]*storage.FileInfo, error) {
+	it, err := c.LTXFiles(ctx, level, after)
+	if err != nil {
+		return nil, fmt.Errorf("list L%d: %w", level, err)
+	}
+	files, err := storage.Collect(it)
+	if err != nil {
+		return nil, fmt.Errorf("list L%d: %w", level, err)
+	}
+	return files, nil
+}
+
+// maxTXID returns the highest MaxTXID of level, 0 when it is empty.
+func maxTXID(ctx context.Context, c storage.Client, level int) (ltx.TXID, error) {
+	files, err := listLevel(ctx, c, level, 0)
+	if err != nil {
+		return 0, err
+	}
+	var m ltx.TXID
+	for _, fi := range files {
+		m = max(m, fi.MaxTXID)
+	}
+	return m, nil
+}

@@ -1,0 +1,194 @@
+package compact
+
+import (
+	"context"
+	"fmt"
+	"time"
+
+	"github.com/superfly/ltx"
+
+	"github.com/walsync/walsync/storage"
+)
+
+// Why retention never breaks a restore that should work
+//
+// walsync's restore plan (restore.Plan, like Litestream's CalcRestorePlan)
+// starts from the furthest file beginning at TXID 1 that does not pass the
+// target, then repeatedly takes, from any of levels 0..8, the file that
+// continues the range (MinTXID <= cur+1 < MaxTXID+1) and reaches furthest
+// without passing the target. A target T is reachable exactly when such a
+// chain ends at T. Both retention functions delete only a prefix of a level
+// (its oldest files), so no level ever gets a hole, and:
+//
+//   - EnforceL0Retention deletes L0 files that level 1 covers and that are
+//     older than the retention, and only up to an L1 file boundary. The L0
+//     files it keeps therefore start right after a TXID that L1 reaches, so
+//     every TXID an L0 file still ends at stays reachable (through L1, then
+//     L0). What is lost is per-sync granularity older than the retention:
+//     there, only TXIDs at which a compacted file ends remain reachable.
+//
+//   - EnforceSnapshotRetention keeps snapshot S (MaxTXID s), the oldest one
+//     retained, and deletes lower-level files whose MaxTXID is below a floor
+//     f <= s. For a target T >= s the plan's base is S or a later file
+//     starting at TXID 1 (MaxTXID >= s), and every later step takes a file
+//     whose MaxTXID is above the current position, itself >= s. No file with
+//     MaxTXID < f <= s can be part of that plan: the plan of every T >= s is
+//     the same before and after, and the latest state stays restorable.
+//     Targets below s lose their snapshot and fail, as they should.
+//
+// Two more rules keep the replica working for the writers, not only for
+// restores: the newest file of every level is kept (capture resumes from
+// L0's newest file header; Compact resumes after its destination's newest
+// file), and a file of level N is deleted only once level N+1 reaches its
+// MaxTXID (or N+1 is empty), so Compact(N+1) never finds a gap where it
+// resumes.
+
+// EnforceL0Retention deletes the L0 files that level 1 already covers and
+// that were created at or before now-retention, and returns them.
+//
+// It follows Litestream v0.5.18 (DB.EnforceL0RetentionByTime): files are
+// considered oldest first and the scan stops at the first one that is too
+// recent (or not yet in L1), so the L0 files kept are contiguous; the
+// newest L0 file is never deleted; retention <= 0 disables it. It is
+// stricter in two ways: the deleted prefix ends exactly where an L1 file
+// ends (Litestream may stop inside an L1 file, which makes the first kept
+// L0 TXIDs unreachable although their files remain), and a file whose age
+// is unknown (zero CreatedAt) is kept, where Litestream deletes it.
+//
+// CreatedAt comes from the listing: the LTX header timestamp on the file
+// backend (walsync and Litestream set the mtime to it), the object's
+// LastModified on S3.
+func EnforceL0Retention(ctx context.Context, c storage.Client, retention time.Duration, now time.Time) ([]*storage.FileInfo, error) {
+	if retention <= 0 {
+		return nil, nil
+	}
+	l1, err := listLevel(ctx, c, 1, 0)
+	if err != nil {
+		return nil, fmt.Errorf("enforce L0 retention on %s: %w", c, err)
+	}
+	ends := make(map[ltx.TXID]bool, len(l1))
+	var maxL1 ltx.TXID
+	for _, fi := range l1 {
+		ends[fi.MaxTXID] = true
+		maxL1 = max(maxL1, fi.MaxTXID)
+	}
+	if maxL1 == 0 {
+		return nil, nil // nothing compacted yet
+	}
+	l0, err := listLevel(ctx, c, 0, 0)
+	if err != nil {
+		return nil, fmt.Errorf("enforce L0 retention on %s: %w", c, err)
+	}
+	threshold := now.Add(-retention)
+	n := 0
+	for _, fi := range l0 {
+		if fi.CreatedAt.IsZero() || fi.CreatedAt.After(threshold) || fi.MaxTXID > maxL1 {
+			break
+		}
+		n++
+	}
+	for n > 0 && !ends[l0[n-1].MaxTXID] {
+		n--
+	}
+	if n == len(l0) {
+		n-- // the newest L0 file stays
+	}
+	if n <= 0 {
+		return nil, nil
+	}
+	deleted := l0[:n]
+	if err := c.DeleteLTXFiles(ctx, deleted); err != nil {
+		return nil, fmt.Errorf("enforce L0 retention on %s: delete %d files through %s: %w", c, n, deleted[n-1], err)
+	}
+	return deleted, nil
+}
+
+// EnforceSnapshotRetention deletes the level-9 snapshots created before
+// now-retention, except the newest snapshot, then the files of levels 0..8
+// that only served restores to the deleted snapshots' range. It returns the
+// TXID floor used for the lower levels (0 when no snapshot was deleted, and
+// then nothing else is) and every file it deleted.
+//
+// The floor is Litestream v0.5.18's (DB.EnforceSnapshotRetention): the
+// MaxTXID of the deleted snapshot just before the oldest retained one, not
+// the retained one's own MaxTXID. Lower-level files whose MaxTXID is below
+// the floor are deleted. Keeping the files between the two one cycle longer
+// lets a restore that was planned just before from the deleted snapshot
+// finish; every file it deletes is unneeded by the rule in the package's
+// retention comment: every TXID at or after the oldest retained snapshot
+// keeps exactly the restore plan it had.
+//
+// Like Litestream, it keeps the newest file of every level. Unlike it, it
+// also cleans level 0 (whose own retention normally got there first), never
+// deletes a level-N file that level N+1 does not yet reach, keeps snapshots
+// whose age is unknown (zero CreatedAt), and does nothing when retention is
+// <= 0.
+func EnforceSnapshotRetention(ctx context.Context, c storage.Client, retention time.Duration, now time.Time) (minTXID ltx.TXID, deleted []*storage.FileInfo, err error) {
+	if retention <= 0 {
+		return 0, nil, nil
+	}
+	snaps, err := listLevel(ctx, c, storage.SnapshotLevel, 0)
+	if err != nil {
+		return 0, nil, fmt.Errorf("enforce snapshot retention on %s: %w", c, err)
+	}
+	threshold := now.Add(-retention)
+	// snaps is ordered by MaxTXID (every MinTXID is 1); the last is kept.
+	var expired []*storage.FileInfo
+	first := -1 // the first snapshot kept
+	for i, fi := range snaps {
+		if i < len(snaps)-1 && !fi.CreatedAt.IsZero() && fi.CreatedAt.Before(threshold) {
+			expired = append(expired, fi)
+		} else if first < 0 {
+			first = i
+		}
+	}
+	if len(expired) == 0 {
+		return 0, nil, nil
+	}
+	if first > 0 {
+		minTXID = snaps[first-1].MaxTXID // expired: first is the first kept
+	}
+	if err := c.DeleteLTXFiles(ctx, expired); err != nil {
+		return 0, nil, fmt.Errorf("enforce snapshot retention on %s: delete %d snapshots: %w", c, len(expired), err)
+	}
+	deleted = append(deleted, expired...)
+	if minTXID == 0 {
+		return 0, deleted, nil
+	}
+
+	levels := make([][]*storage.FileInfo, storage.SnapshotLevel)
+	for level := range levels {
+		if levels[level], err = listLevel(ctx, c, level, 0); err != nil {
+			return minTXID, deleted, fmt.Errorf("enforce snapshot retention on %s: %w", c, err)
+		}
+	}
+	var lower []*storage.FileInfo
+	for level, files := range levels {
+		var next ltx.TXID // how far level+1 reaches; 0: empty or none
+		if level+1 < len(levels) {
+			for _, fi := range levels[level+1] {
+				next = max(next, fi.MaxTXID)
+			}
+		}
+		n := 0
+		for _, fi := range files {
+			if fi.MaxTXID >= minTXID || (next != 0 && fi.MaxTXID > next) {
+				break
+			}
+			n++
+		}
+		if n == len(files) {
+			n-- // the newest file of a level stays
+		}
+		if n > 0 {
+			lower = append(lower, files[:n]...)
+		}
+	}
+	if len(lower) == 0 {
+		return minTXID, deleted, nil
+	}
+	if err := c.DeleteLTXFiles(ctx, lower); err != nil {
+		return minTXID, deleted, fmt.Errorf("enforce snapshot retention on %s: delete %d files below TXID %s: %w", c, len(lower), minTXID, err)
+	}
+	return minTXID, append(deleted, lower...), nil
+}
