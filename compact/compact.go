@@ -161,7 +161,7 @@ func Compact(ctx context.Context, c storage.Client, dst int, opts Options) (*sto
 		return nil, fmt.Errorf("compact %s L%d %s-%s (%d files) into L%d: %w",
 			c, src, run[0].MinTXID, run[len(run)-1].MaxTXID, len(run), dst, err)
 	}
-	opts.Logger.Info("compacted", "replica", c.String(), "level", dst,
+	opts.Logger.Debug("compacted", "replica", c.String(), "level", dst,
 		"min_txid", info.MinTXID.String(), "max_txid", info.MaxTXID.String(), "inputs", len(run), "size", info.Size)
 	return info, nil
 }

@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/walsync/walsync/capture"
+	"github.com/walsync/walsync/compact"
 	"github.com/walsync/walsync/storage"
 )
 
@@ -39,8 +40,13 @@ type Options struct {
 	PollInterval     time.Duration
 	Workers          int
 	ShutdownTimeout  time.Duration // bound on the final sync when stopping
-	Capture          capture.Options
-	Logger           *slog.Logger
+	// Levels are the compaction levels; nil means compact.DefaultLevels,
+	// an empty non-nil slice turns compaction off.
+	Levels            []compact.Level
+	L0Retention       time.Duration // see compact.DefaultL0Retention; negative: keep L0
+	SnapshotRetention time.Duration // see compact.DefaultSnapshotRetention; negative: keep all
+	Capture           capture.Options
+	Logger            *slog.Logger
 }
 
 type entry struct {
@@ -55,6 +61,10 @@ type entry struct {
 	changedSince bool // synced changes since the last snapshot
 	failures     int
 	retryAt      time.Time
+	// Per compaction level (index into Options.Levels): when it last ran,
+	// and whether its source level has new files since.
+	compacted []time.Time
+	newFiles  []bool
 }
 
 // Engine replicates its databases until its context ends.
@@ -86,26 +96,44 @@ func New(opts Options) (*Engine, error) {
 	if opts.Logger == nil {
 		opts.Logger = slog.Default()
 	}
+	if opts.Levels == nil {
+		opts.Levels = compact.DefaultLevels
+	}
+	if opts.L0Retention == 0 {
+		opts.L0Retention = compact.DefaultL0Retention
+	}
+	if opts.SnapshotRetention == 0 {
+		opts.SnapshotRetention = compact.DefaultSnapshotRetention
+	}
 	return &Engine{opts: opts, log: opts.Logger}, nil
 }
 
 type job struct {
 	e        *entry
 	snapshot bool
+	level    int // > 0: compact into Options.Levels[level-1]
 }
 
 type result struct {
-	e   *entry
-	st  capture.Stats
-	err error
+	e         *entry
+	st        capture.Stats
+	level     int               // a compaction job's level index + 1
+	compacted *storage.FileInfo // its output, nil if nothing was new
+	err       error
 }
 
 // Run opens every database, replicates until ctx ends, then finishes
 // in-flight uploads and a last sync within ShutdownTimeout.
 func (eng *Engine) Run(ctx context.Context) error {
 	entries := make([]*entry, len(eng.opts.Databases))
+	start := time.Now()
 	for i, d := range eng.opts.Databases {
-		entries[i] = &entry{Database: d, dirty: true}
+		entries[i] = &entry{Database: d, dirty: true,
+			compacted: make([]time.Time, len(eng.opts.Levels)), newFiles: make([]bool, len(eng.opts.Levels))}
+		// A level first compacts one interval after start.
+		for l := range entries[i].compacted {
+			entries[i].compacted[l] = start
+		}
 	}
 	// Work runs on a context that outlives ctx a little, so uploads in
 	// flight at shutdown finish.
@@ -157,6 +185,9 @@ func (eng *Engine) Run(ctx context.Context) error {
 			case e.db != nil && eng.opts.SnapshotInterval > 0 && e.changedSince && now.Sub(e.lastSnapshot) >= eng.opts.SnapshotInterval:
 				e.busy = true
 				queue = append(queue, job{e: e, snapshot: true})
+			case e.db != nil && eng.compactionDue(e, now) > 0:
+				e.busy = true
+				queue = append(queue, job{e: e, level: eng.compactionDue(e, now)})
 			case e.dirty && due.Before(wake):
 				wake = due
 			}
@@ -252,8 +283,17 @@ func (eng *Engine) work(ctx context.Context, j job) result {
 		}
 		e.db = db
 	}
+	if j.level > 0 {
+		return eng.compact(ctx, j)
+	}
 	if j.snapshot {
 		st, err := e.db.Snapshot(ctx)
+		if err == nil && eng.opts.SnapshotRetention > 0 {
+			var deleted []*storage.FileInfo
+			if _, deleted, err = compact.EnforceSnapshotRetention(ctx, e.Client, eng.opts.SnapshotRetention, time.Now()); err == nil && len(deleted) > 0 {
+				eng.log.Info("retention removed old files", "db", e.Path, "files", len(deleted))
+			}
+		}
 		return result{e: e, st: st, err: err}
 	}
 	st, err := e.db.Sync(ctx)
@@ -263,6 +303,33 @@ func (eng *Engine) work(ctx context.Context, j job) result {
 		e.db = nil
 	}
 	return result{e: e, st: st, err: err}
+}
+
+// compactionDue returns the 1-based index of a level whose interval has
+// passed and whose source level has new files, or 0.
+func (eng *Engine) compactionDue(e *entry, now time.Time) int {
+	for i, l := range eng.opts.Levels {
+		if e.newFiles[i] && !now.Before(e.compacted[i].Add(l.Interval)) {
+			return i + 1
+		}
+	}
+	return 0
+}
+
+// compact merges the source level into Levels[j.level-1]; after level 1 it
+// applies L0 retention.
+func (eng *Engine) compact(ctx context.Context, j job) result {
+	l := eng.opts.Levels[j.level-1]
+	fi, err := compact.Compact(ctx, j.e.Client, l.Level, compact.Options{TempDir: eng.opts.Capture.TempDir, Logger: eng.log})
+	if err != nil {
+		return result{e: j.e, level: j.level, err: fmt.Errorf("compact into L%d: %w", l.Level, err)}
+	}
+	if l.Level == 1 && eng.opts.L0Retention > 0 {
+		if _, err := compact.EnforceL0Retention(ctx, j.e.Client, eng.opts.L0Retention, time.Now()); err != nil {
+			return result{e: j.e, level: j.level, err: fmt.Errorf("L0 retention: %w", err)}
+		}
+	}
+	return result{e: j.e, level: j.level, compacted: fi}
 }
 
 // finish runs on the scheduler goroutine: only it touches entries.
@@ -281,6 +348,17 @@ func (eng *Engine) finish(r result) {
 		eng.log.Info("replication recovered", "db", e.Path, "after_failures", e.failures)
 	}
 	e.failures = 0
+	if r.level > 0 {
+		i := r.level - 1
+		e.compacted[i], e.newFiles[i] = now, false
+		if r.compacted != nil {
+			eng.log.Debug("compacted", "db", e.Path, "file", r.compacted.String())
+			if i+1 < len(e.newFiles) {
+				e.newFiles[i+1] = true
+			}
+		}
+		return
+	}
 	if r.st.Snapshot && r.st.Reason == "" {
 		e.lastSnapshot, e.changedSince = now, false
 		eng.log.Info("snapshot written", "db", e.Path, "txid", r.st.TXID)
@@ -289,6 +367,9 @@ func (eng *Engine) finish(r result) {
 	e.dirty = false
 	if r.st.Uploaded {
 		e.changedSince = true
+		if len(e.newFiles) > 0 {
+			e.newFiles[0] = true
+		}
 		if e.lastSnapshot.IsZero() {
 			e.lastSnapshot = now
 		}

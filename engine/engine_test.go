@@ -14,6 +14,7 @@ import (
 	_ "github.com/mattn/go-sqlite3"
 	"github.com/superfly/ltx"
 
+	"github.com/walsync/walsync/compact"
 	"github.com/walsync/walsync/engine"
 	"github.com/walsync/walsync/restore"
 	"github.com/walsync/walsync/storage"
@@ -192,4 +193,62 @@ func count(t *testing.T, path string) int {
 		t.Fatal(err)
 	}
 	return n
+}
+
+// TestEngineCompacts: with short intervals, the engine compacts L0 into L1
+// and L2, prunes L0 behind L1, and the latest state stays restorable.
+func TestEngineCompacts(t *testing.T) {
+	dir := t.TempDir()
+	p := filepath.Join(dir, "t", "app.db")
+	if err := mkdir(p); err != nil {
+		t.Fatal(err)
+	}
+	app := openApp(t, p)
+	client := file.New(filepath.Join(dir, "replica")).Sub("t/app")
+	eng, err := engine.New(engine.Options{
+		Databases: []engine.Database{{Path: p, Client: client}}, SyncInterval: 50 * time.Millisecond, PollInterval: 10 * time.Millisecond,
+		Levels: []compact.Level{{Level: 1, Interval: 300 * time.Millisecond}, {Level: 2, Interval: 900 * time.Millisecond}}, L0Retention: 200 * time.Millisecond,
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- eng.Run(ctx) }()
+	for end := time.Now().Add(2500 * time.Millisecond); time.Now().Before(end); time.Sleep(20 * time.Millisecond) {
+		if _, err := app.Exec("INSERT INTO t (v) VALUES ('x')"); err != nil {
+			t.Fatal(err)
+		}
+	}
+	time.Sleep(time.Second)
+	cancel()
+	if err := <-done; err != nil {
+		t.Fatal(err)
+	}
+	levels := map[int]int{}
+	for level := 0; level <= 3; level++ {
+		it, err := client.LTXFiles(context.Background(), level, 0)
+		if err != nil {
+			t.Fatal(err)
+		}
+		files, err := storage.Collect(it)
+		if err != nil {
+			t.Fatal(err)
+		}
+		levels[level] = len(files)
+		if level == 0 && len(files) > 0 && files[0].MinTXID == 1 {
+			t.Fatalf("L0 was never pruned behind L1 (%d files from TXID 1)", len(files))
+		}
+	}
+	if levels[1] == 0 || levels[2] == 0 {
+		t.Fatalf("files per level %v: expected L1 and L2 compactions", levels)
+	}
+	out := filepath.Join(t.TempDir(), "r.db")
+	if _, err := restore.Restore(context.Background(), restore.Options{Client: client, Output: out}); err != nil {
+		t.Fatal(err)
+	}
+	if a, b := count(t, out), count(t, p); a != b {
+		t.Fatalf("restored %d rows, source has %d", a, b)
+	}
+	t.Logf("files per level after compaction: %v", levels)
 }
