@@ -16,6 +16,14 @@ type DatabaseInfo struct {
 	TXID ltx.TXID  // latest TXID
 	Time time.Time // time of the latest sync
 	Size int64     // database size in bytes at that TXID
+
+	// The restorable window: every TXID from Earliest to TXID restores.
+	EarliestTXID ltx.TXID
+	EarliestTime time.Time
+
+	Snapshots     int           // level-9 snapshots
+	BytesPerLevel map[int]int64 // stored bytes per level
+	FilesPerLevel map[int]int
 }
 
 // ListDatabases finds every database replicated below c.
@@ -34,27 +42,67 @@ func ListDatabases(ctx context.Context, c storage.Client) ([]DatabaseInfo, error
 		if name != "" {
 			sub = c.Sub(name)
 		}
-		all, err := ListAll(ctx, sub)
-		if err != nil {
-			return nil, err
-		}
-		var last *storage.FileInfo
-		for _, fi := range all {
-			if last == nil || fi.MaxTXID > last.MaxTXID {
-				last = fi
-			}
-		}
-		if last == nil {
-			continue
-		}
-		hdr, err := storage.ReadHeader(ctx, sub, last)
+		info, err := Describe(ctx, sub)
 		if err != nil {
 			return nil, fmt.Errorf("%s: %w", name, err)
 		}
-		out = append(out, DatabaseInfo{
-			Name: name, TXID: last.MaxTXID, Time: time.UnixMilli(hdr.Timestamp).UTC(),
-			Size: int64(hdr.Commit) * int64(hdr.PageSize),
-		})
+		if info == nil {
+			continue
+		}
+		info.Name = name
+		out = append(out, *info)
 	}
 	return out, nil
+}
+
+// Describe summarizes one database's replica; nil when it holds no files.
+func Describe(ctx context.Context, c storage.Client) (*DatabaseInfo, error) {
+	all, err := ListAll(ctx, c)
+	if err != nil {
+		return nil, err
+	}
+	if len(all) == 0 {
+		return nil, nil
+	}
+	info := &DatabaseInfo{BytesPerLevel: map[int]int64{}, FilesPerLevel: map[int]int{}}
+	var last *storage.FileInfo
+	for _, fi := range all {
+		info.BytesPerLevel[fi.Level] += fi.Size
+		info.FilesPerLevel[fi.Level]++
+		if fi.Level == storage.SnapshotLevel {
+			info.Snapshots++
+		}
+		if last == nil || fi.MaxTXID > last.MaxTXID {
+			last = fi
+		}
+	}
+	hdr, err := storage.ReadHeader(ctx, c, last)
+	if err != nil {
+		return nil, err
+	}
+	info.TXID, info.Time = last.MaxTXID, time.UnixMilli(hdr.Timestamp).UTC()
+	info.Size = int64(hdr.Commit) * int64(hdr.PageSize)
+	if first := earliest(all); first != nil {
+		h, err := storage.ReadHeader(ctx, c, first)
+		if err != nil {
+			return nil, err
+		}
+		info.EarliestTXID, info.EarliestTime = first.MaxTXID, time.UnixMilli(h.Timestamp).UTC()
+	}
+	return info, nil
+}
+
+// earliest returns the oldest starting point (a file from TXID 1) whose
+// chain reaches the latest state, or nil.
+func earliest(all []*storage.FileInfo) *storage.FileInfo {
+	var best *storage.FileInfo
+	for _, fi := range all {
+		if fi.MinTXID != 1 || (best != nil && fi.MaxTXID >= best.MaxTXID) {
+			continue
+		}
+		if _, err := planFrom(all, fi, 0); err == nil {
+			best = fi
+		}
+	}
+	return best
 }

@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"io"
+	"strings"
 	"text/tabwriter"
 	"time"
 
@@ -30,9 +31,25 @@ func runList(ctx context.Context, args []string, stdout, stderr io.Writer) error
 		return err
 	}
 	tw := tabwriter.NewWriter(stdout, 0, 4, 2, ' ', 0)
-	fmt.Fprintln(tw, "NAME\tTXID\tTIME\tSIZE")
+	fmt.Fprintln(tw, "NAME\tLATEST TXID\tLATEST TIME\tEARLIEST TXID\tEARLIEST TIME\tSIZE\tSNAPSHOTS\tSTORED BYTES BY LEVEL")
 	for _, d := range dbs {
-		fmt.Fprintf(tw, "%s\t%d\t%s\t%d\n", d.Name, d.TXID, d.Time.UTC().Format(time.RFC3339), d.Size)
+		earliestTXID, earliestTime := "-", "-"
+		if d.EarliestTXID != 0 {
+			earliestTXID, earliestTime = fmt.Sprint(uint64(d.EarliestTXID)), d.EarliestTime.Format(time.RFC3339)
+		}
+		fmt.Fprintf(tw, "%s\t%d\t%s\t%s\t%s\t%d\t%d\t%s\n", d.Name, d.TXID, d.Time.UTC().Format(time.RFC3339),
+			earliestTXID, earliestTime, d.Size, d.Snapshots, levels(d.BytesPerLevel, d.FilesPerLevel))
 	}
 	return tw.Flush()
+}
+
+// levels formats stored bytes per level, e.g. "L0 12 files 4096 B, L9 …".
+func levels(bytes map[int]int64, files map[int]int) string {
+	var parts []string
+	for level := 0; level <= 9; level++ {
+		if n, ok := files[level]; ok {
+			parts = append(parts, fmt.Sprintf("L%d %d files %d B", level, n, bytes[level]))
+		}
+	}
+	return strings.Join(parts, ", ")
 }

@@ -11,6 +11,7 @@ import (
 	"github.com/superfly/ltx"
 
 	"github.com/walsync/walsync/restore"
+	"github.com/walsync/walsync/storage"
 )
 
 func runRestore(ctx context.Context, args []string, stdout, stderr io.Writer) error {
@@ -22,6 +23,7 @@ func runRestore(ctx context.Context, args []string, stdout, stderr io.Writer) er
 	ts := fs.String("timestamp", "", "restore the last sync at or before this time (RFC 3339)")
 	pit := fs.String("point-in-time", "", "a TXID or an RFC 3339 time")
 	force := fs.Bool("force", false, "replace an existing output file")
+	dryRun := fs.Bool("dry-run", false, "print the plan (files, bytes, the TXID and time it reaches) and restore nothing")
 	logLevel := fs.String("log-level", "warn", "debug, info, warn or error")
 	pos, err := parse(fs, args)
 	if err != nil {
@@ -30,7 +32,7 @@ func runRestore(ctx context.Context, args []string, stdout, stderr io.Writer) er
 	if len(pos) != 1 {
 		return usagef("give exactly one database NAME (see walsync list -b URL)")
 	}
-	if *out == "" {
+	if *out == "" && !*dryRun {
 		return usagef("no output given: -o /path/to/restored.db")
 	}
 	log, err := newLogger(stderr, *logLevel)
@@ -45,8 +47,12 @@ func runRestore(ctx context.Context, args []string, stdout, stderr io.Writer) er
 	if err != nil {
 		return err
 	}
+	db := client.Sub(strings.Trim(pos[0], "/"))
+	if *dryRun {
+		return printPlan(ctx, stdout, db, target)
+	}
 	res, err := restore.Restore(ctx, restore.Options{
-		Client: client.Sub(strings.Trim(pos[0], "/")), Output: *out, Target: target, Force: *force, Logger: log,
+		Client: db, Output: *out, Target: target, Force: *force, Logger: log,
 	})
 	if err != nil {
 		return err
@@ -102,4 +108,24 @@ func parseTXID(s string) (ltx.TXID, error) {
 		return 0, usagef("invalid TXID %q: a positive decimal number or 16 hex digits", s)
 	}
 	return ltx.TXID(n), nil
+}
+
+func printPlan(ctx context.Context, w io.Writer, c storage.Client, target restore.Target) error {
+	plan, err := restore.Plan(ctx, c, target)
+	if err != nil {
+		return fmt.Errorf("restore %s to %s: %w", c, target, err)
+	}
+	var total int64
+	for _, fi := range plan {
+		fmt.Fprintf(w, "%s\t%d bytes\n", fi, fi.Size)
+		total += fi.Size
+	}
+	last := plan[len(plan)-1]
+	hdr, err := storage.ReadHeader(ctx, c, last)
+	if err != nil {
+		return err
+	}
+	fmt.Fprintf(w, "%d files, %d bytes: reaches TXID %d, synced at %s, a %d-byte database\n", len(plan), total,
+		last.MaxTXID, time.UnixMilli(hdr.Timestamp).UTC().Format(time.RFC3339Nano), int64(hdr.Commit)*int64(hdr.PageSize))
+	return nil
 }
