@@ -3,10 +3,13 @@ package main
 import (
 	"context"
 	"io"
+	"strings"
 	"time"
 
 	"github.com/walsync/walsync/capture"
+	"github.com/walsync/walsync/compact"
 	"github.com/walsync/walsync/engine"
+	"github.com/walsync/walsync/storage"
 )
 
 func runWatch(ctx context.Context, args []string, stdout, stderr io.Writer) error {
@@ -16,6 +19,9 @@ func runWatch(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	syncInterval := fs.Duration("sync-interval", engine.DefaultSyncInterval, "at most one upload per database per `interval`")
 	snapInterval := fs.Duration("snapshot-interval", engine.DefaultSnapshotInterval, "write a snapshot of changed databases this often (0: never)")
 	workers := fs.Int("workers", engine.DefaultWorkers, "databases synced at once")
+	levels := fs.String("levels", "30s,5m,1h", "compaction intervals of levels 1, 2, 3, … (\"\" or none: no compaction)")
+	l0Retention := fs.Duration("l0-retention", compact.DefaultL0Retention, "keep L0 files this long after level 1 covers them (0: forever)")
+	snapRetention := fs.Duration("snapshot-retention", compact.DefaultSnapshotRetention, "delete snapshots older than this, except the newest, and history before the oldest kept (0: keep all)")
 	logLevel := fs.String("log-level", "info", "debug, info, warn or error")
 	paths, err := parse(fs, args)
 	if err != nil {
@@ -38,8 +44,13 @@ func runWatch(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	if si == 0 {
 		si = -1
 	}
+	lv, err := parseLevels(*levels)
+	if err != nil {
+		return err
+	}
 	eng, err := engine.New(engine.Options{
 		Databases: dbs, SyncInterval: *syncInterval, SnapshotInterval: si, Workers: *workers,
+		Levels: lv, L0Retention: orNever(*l0Retention), SnapshotRetention: orNever(*snapRetention),
 		Capture: capture.Options{}, Logger: log,
 	})
 	if err != nil {
@@ -49,4 +60,31 @@ func runWatch(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	err = eng.Run(ctx)
 	log.Info("stopped", "after", time.Since(start).Round(time.Second))
 	return err
+}
+
+// parseLevels reads "30s,5m,1h" as levels 1, 2, 3.
+func parseLevels(s string) ([]compact.Level, error) {
+	levels := []compact.Level{}
+	if s == "" || s == "none" {
+		return levels, nil
+	}
+	for i, part := range strings.Split(s, ",") {
+		d, err := time.ParseDuration(strings.TrimSpace(part))
+		if err != nil || d <= 0 {
+			return nil, usagef("invalid --levels %q: give positive durations, e.g. 30s,5m,1h", s)
+		}
+		if i+1 >= storage.SnapshotLevel {
+			return nil, usagef("invalid --levels %q: at most %d levels", s, storage.SnapshotLevel-1)
+		}
+		levels = append(levels, compact.Level{Level: i + 1, Interval: d})
+	}
+	return levels, nil
+}
+
+// orNever maps a flag's 0 ("forever") to the engine's negative.
+func orNever(d time.Duration) time.Duration {
+	if d == 0 {
+		return -1
+	}
+	return d
 }
