@@ -16,7 +16,7 @@ import (
 
 // realWAL writes n transactions with the real SQLite and returns the WAL
 // file's bytes (the connection stays open, so the WAL is not checkpointed).
-func realWAL(t *testing.T, pageSize, n int) []byte {
+func realWAL(t testing.TB, pageSize, n int) []byte {
 	t.Helper()
 	path := filepath.Join(t.TempDir(), "x.db")
 	db, err := sql.Open("sqlite3", "file:"+path)
@@ -128,4 +128,24 @@ func TestReadFramePage(t *testing.T) {
 			t.Fatalf("a truncated WAL: %v", err)
 		}
 	}
+}
+
+// FuzzScan: a WAL of arbitrary bytes never panics the reader, and whatever
+// it accepts ends on a commit frame inside the data.
+func FuzzScan(f *testing.F) {
+	f.Add(realWAL(f, 512, 3))
+	f.Add(make([]byte, 64))
+	f.Fuzz(func(t *testing.T, b []byte) {
+		h, err := wal.ParseHeader(b)
+		if err != nil {
+			return
+		}
+		end, err := wal.Scan(bytes.NewReader(b), wal.Start(h), make([]byte, h.FrameSize()), map[uint32]int64{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if end.Frame > 0 && (end.Commit == 0 || end.Offset() > int64(len(b))) {
+			t.Fatalf("scan ended at frame %d (commit %d, offset %d of %d bytes)", end.Frame, end.Commit, end.Offset(), len(b))
+		}
+	})
 }
