@@ -36,6 +36,17 @@ import (
 //     the same before and after, and the latest state stays restorable.
 //     Targets below s lose their snapshot and fail, as they should.
 //
+//   - PlanRetention (plan.go) is that rule for both policies. Under GFS, S
+//     is the oldest snapshot the hourly tier keeps (the dense window's
+//     start) and f = s. Snapshots older than S that a tier keeps stay, each
+//     a restore point on its own (a snapshot alone is a plan). A snapshot
+//     newer than S that no tier keeps may have been the base of a later
+//     TXID's plan: the plan recomputes which TXIDs are reachable (as
+//     restore.Plan's rules decide) and keeps such a snapshot when a TXID at
+//     or after s, at which a remaining file ends, would otherwise become
+//     unreachable. Deleting it can then only take its own TXID, when no
+//     other file ends there.
+//
 // Two more rules keep the replica working for the writers, not only for
 // restores: the newest file of every level is kept (capture resumes from
 // L0's newest file header; Compact resumes after its destination's newest
@@ -123,72 +134,29 @@ func EnforceL0Retention(ctx context.Context, c storage.Client, retention time.Du
 // deletes a level-N file that level N+1 does not yet reach, keeps snapshots
 // whose age is unknown (zero CreatedAt), and does nothing when retention is
 // <= 0.
+//
+// It is PlanRetention with Policy{SnapshotRetention: retention}, applied
+// (without the plan's window description). That plan adds one check that
+// only matters when listing times are out of TXID order: an expired
+// snapshot newer than the oldest kept one is kept when a TXID after that
+// one is reachable only from it.
 func EnforceSnapshotRetention(ctx context.Context, c storage.Client, retention time.Duration, now time.Time) (minTXID ltx.TXID, deleted []*storage.FileInfo, err error) {
 	if retention <= 0 {
 		return 0, nil, nil
 	}
-	snaps, err := listLevel(ctx, c, storage.SnapshotLevel, 0)
+	plan, err := planRetention(ctx, c, Policy{SnapshotRetention: retention}, now, false)
 	if err != nil {
 		return 0, nil, fmt.Errorf("enforce snapshot retention on %s: %w", c, err)
 	}
-	threshold := now.Add(-retention)
-	// snaps is ordered by MaxTXID (every MinTXID is 1); the last is kept.
-	var expired []*storage.FileInfo
-	first := -1 // the first snapshot kept
-	for i, fi := range snaps {
-		if i < len(snaps)-1 && !fi.CreatedAt.IsZero() && fi.CreatedAt.Before(threshold) {
-			expired = append(expired, fi)
-		} else if first < 0 {
-			first = i
-		}
-	}
-	if len(expired) == 0 {
+	if len(plan.Delete) == 0 {
 		return 0, nil, nil
 	}
-	if first > 0 {
-		minTXID = snaps[first-1].MaxTXID // expired: first is the first kept
-	}
-	if err := c.DeleteLTXFiles(ctx, expired); err != nil {
-		return 0, nil, fmt.Errorf("enforce snapshot retention on %s: delete %d snapshots: %w", c, len(expired), err)
-	}
-	deleted = append(deleted, expired...)
-	if minTXID == 0 {
-		return 0, deleted, nil
-	}
-
-	levels := make([][]*storage.FileInfo, storage.SnapshotLevel)
-	for level := range levels {
-		if levels[level], err = listLevel(ctx, c, level, 0); err != nil {
-			return minTXID, deleted, fmt.Errorf("enforce snapshot retention on %s: %w", c, err)
+	deleted, err = applyPlan(ctx, c, plan)
+	if err != nil {
+		if len(deleted) == 0 {
+			return 0, nil, fmt.Errorf("enforce snapshot retention on %s: %w", c, err)
 		}
+		return plan.Floor, deleted, fmt.Errorf("enforce snapshot retention on %s: %w", c, err)
 	}
-	var lower []*storage.FileInfo
-	for level, files := range levels {
-		var next ltx.TXID // how far level+1 reaches; 0: empty or none
-		if level+1 < len(levels) {
-			for _, fi := range levels[level+1] {
-				next = max(next, fi.MaxTXID)
-			}
-		}
-		n := 0
-		for _, fi := range files {
-			if fi.MaxTXID >= minTXID || (next != 0 && fi.MaxTXID > next) {
-				break
-			}
-			n++
-		}
-		if n == len(files) {
-			n-- // the newest file of a level stays
-		}
-		if n > 0 {
-			lower = append(lower, files[:n]...)
-		}
-	}
-	if len(lower) == 0 {
-		return minTXID, deleted, nil
-	}
-	if err := c.DeleteLTXFiles(ctx, lower); err != nil {
-		return minTXID, deleted, fmt.Errorf("enforce snapshot retention on %s: delete %d files below TXID %s: %w", c, len(lower), minTXID, err)
-	}
-	return minTXID, append(deleted, lower...), nil
+	return plan.Floor, deleted, nil
 }

@@ -26,6 +26,8 @@ Usage:
   walsync snapshot DB... -b URL       write a snapshot now
   walsync restore NAME -o OUT -b URL  restore a database [--txid N | --timestamp T]
   walsync list -b URL                 list the replicated databases
+  walsync compact NAME -b URL         apply snapshot retention (dry run unless --force)
+  walsync verify NAME -b URL          check a replica [--all] [--restore] [--json]
   walsync version
 
 URL is s3://bucket/prefix, file:///dir or a directory path. Each database
@@ -43,6 +45,8 @@ var commands = map[string]command{
 	"snapshot": runSnapshot,
 	"restore":  runRestore,
 	"list":     runList,
+	"compact":  runCompact,
+	"verify":   runVerify,
 	"version":  runVersion,
 }
 
