@@ -45,8 +45,11 @@ type Options struct {
 	Levels            []compact.Level
 	L0Retention       time.Duration // see compact.DefaultL0Retention; negative: keep L0
 	SnapshotRetention time.Duration // see compact.DefaultSnapshotRetention; negative: keep all
-	Capture           capture.Options
-	Logger            *slog.Logger
+	// GFS, when set, replaces SnapshotRetention with grandfather-father-son
+	// retention of snapshots (take them hourly for the hourly tier to mean it).
+	GFS     *compact.GFS
+	Capture capture.Options
+	Logger  *slog.Logger
 }
 
 type entry struct {
@@ -288,10 +291,12 @@ func (eng *Engine) work(ctx context.Context, j job) result {
 	}
 	if j.snapshot {
 		st, err := e.db.Snapshot(ctx)
-		if err == nil && eng.opts.SnapshotRetention > 0 {
-			var deleted []*storage.FileInfo
-			if _, deleted, err = compact.EnforceSnapshotRetention(ctx, e.Client, eng.opts.SnapshotRetention, time.Now()); err == nil && len(deleted) > 0 {
-				eng.log.Info("retention removed old files", "db", e.Path, "files", len(deleted))
+		if policy, ok := eng.retention(); ok && err == nil {
+			// Retention runs after each new snapshot: under either policy
+			// nothing can expire between two snapshots that matters more.
+			var plan *compact.RetentionPlan
+			if plan, err = compact.EnforceRetention(ctx, e.Client, policy, time.Now()); err == nil && len(plan.Delete) > 0 {
+				eng.log.Info("retention removed old files", "db", e.Path, "files", len(plan.Delete), "bytes", plan.Bytes)
 			}
 		}
 		return result{e: e, st: st, err: err}
@@ -303,6 +308,17 @@ func (eng *Engine) work(ctx context.Context, j job) result {
 		e.db = nil
 	}
 	return result{e: e, st: st, err: err}
+}
+
+// retention returns the retention policy, if any.
+func (eng *Engine) retention() (compact.Policy, bool) {
+	switch {
+	case eng.opts.GFS != nil:
+		return compact.Policy{GFS: eng.opts.GFS}, true
+	case eng.opts.SnapshotRetention > 0:
+		return compact.Policy{SnapshotRetention: eng.opts.SnapshotRetention}, true
+	}
+	return compact.Policy{}, false
 }
 
 // compactionDue returns the 1-based index of a level whose interval has

@@ -196,7 +196,8 @@ func count(t *testing.T, path string) int {
 }
 
 // TestEngineCompacts: with short intervals, the engine compacts L0 into L1
-// and L2, prunes L0 behind L1, and the latest state stays restorable.
+// and L2, prunes L0 behind L1, takes snapshots and applies their retention,
+// and the latest state stays restorable.
 func TestEngineCompacts(t *testing.T) {
 	dir := t.TempDir()
 	p := filepath.Join(dir, "t", "app.db")
@@ -208,6 +209,7 @@ func TestEngineCompacts(t *testing.T) {
 	eng, err := engine.New(engine.Options{
 		Databases: []engine.Database{{Path: p, Client: client}}, SyncInterval: 50 * time.Millisecond, PollInterval: 10 * time.Millisecond,
 		Levels: []compact.Level{{Level: 1, Interval: 300 * time.Millisecond}, {Level: 2, Interval: 900 * time.Millisecond}}, L0Retention: 200 * time.Millisecond,
+		SnapshotInterval: 400 * time.Millisecond, SnapshotRetention: 700 * time.Millisecond,
 	})
 	if err != nil {
 		t.Fatal(err)
@@ -226,7 +228,7 @@ func TestEngineCompacts(t *testing.T) {
 		t.Fatal(err)
 	}
 	levels := map[int]int{}
-	for level := 0; level <= 3; level++ {
+	for _, level := range []int{0, 1, 2, 3, 9} {
 		it, err := client.LTXFiles(context.Background(), level, 0)
 		if err != nil {
 			t.Fatal(err)
@@ -242,6 +244,10 @@ func TestEngineCompacts(t *testing.T) {
 	}
 	if levels[1] == 0 || levels[2] == 0 {
 		t.Fatalf("files per level %v: expected L1 and L2 compactions", levels)
+	}
+	// Snapshots every 400 ms for 2.5 s, kept 700 ms: retention pruned them.
+	if levels[9] == 0 || levels[9] > 3 {
+		t.Fatalf("%d snapshots left: retention did not run (or deleted the newest)", levels[9])
 	}
 	out := filepath.Join(t.TempDir(), "r.db")
 	if _, err := restore.Restore(context.Background(), restore.Options{Client: client, Output: out}); err != nil {

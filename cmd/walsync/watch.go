@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"flag"
 	"io"
 	"strings"
 	"time"
@@ -22,10 +23,34 @@ func runWatch(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	levels := fs.String("levels", "30s,5m,1h", "compaction intervals of levels 1, 2, 3, … (\"\" or none: no compaction)")
 	l0Retention := fs.Duration("l0-retention", compact.DefaultL0Retention, "keep L0 files this long after level 1 covers them (0: forever)")
 	snapRetention := fs.Duration("snapshot-retention", compact.DefaultSnapshotRetention, "delete snapshots older than this, except the newest, and history before the oldest kept (0: keep all)")
+	gfs := fs.Bool("gfs", false, "keep snapshots grandfather-father-son (--hourly, --daily, --weekly, --monthly) instead of --snapshot-retention; snapshots become hourly unless --snapshot-interval is given")
+	var g compact.GFS
+	fs.IntVar(&g.Hourly, "hourly", compact.DefaultGFS.Hourly, "with --gfs: hourly snapshots kept")
+	fs.IntVar(&g.Daily, "daily", compact.DefaultGFS.Daily, "with --gfs: daily snapshots kept")
+	fs.IntVar(&g.Weekly, "weekly", compact.DefaultGFS.Weekly, "with --gfs: weekly snapshots kept")
+	fs.IntVar(&g.Monthly, "monthly", compact.DefaultGFS.Monthly, "with --gfs: monthly snapshots kept")
 	logLevel := fs.String("log-level", "info", "debug, info, warn or error")
 	paths, err := parse(fs, args)
 	if err != nil {
 		return err
+	}
+	si := *snapInterval
+	if si == 0 {
+		si = -1
+	}
+	lv, err := parseLevels(*levels)
+	if err != nil {
+		return err
+	}
+	var gfsPolicy *compact.GFS
+	if *gfs {
+		if err := (compact.Policy{GFS: &g}).Validate(); err != nil {
+			return usageError{err}
+		}
+		gfsPolicy = &g
+		if !flagSet(fs, "snapshot-interval") {
+			si = time.Hour
+		}
 	}
 	names, client, err := rf.databases("watch", paths)
 	if err != nil {
@@ -40,17 +65,9 @@ func runWatch(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		dbs[i] = engine.Database{Path: p, Client: client.Sub(names[i])}
 		log.Info("replicating", "db", p, "replica", dbs[i].Client.String())
 	}
-	si := *snapInterval
-	if si == 0 {
-		si = -1
-	}
-	lv, err := parseLevels(*levels)
-	if err != nil {
-		return err
-	}
 	eng, err := engine.New(engine.Options{
 		Databases: dbs, SyncInterval: *syncInterval, SnapshotInterval: si, Workers: *workers,
-		Levels: lv, L0Retention: orNever(*l0Retention), SnapshotRetention: orNever(*snapRetention),
+		Levels: lv, L0Retention: orNever(*l0Retention), SnapshotRetention: orNever(*snapRetention), GFS: gfsPolicy,
 		Capture: capture.Options{}, Logger: log,
 	})
 	if err != nil {
@@ -87,4 +104,11 @@ func orNever(d time.Duration) time.Duration {
 		return -1
 	}
 	return d
+}
+
+// flagSet reports whether the command line set the named flag.
+func flagSet(fs *flag.FlagSet, name string) bool {
+	set := false
+	fs.Visit(func(f *flag.Flag) { set = set || f.Name == name })
+	return set
 }
