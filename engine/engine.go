@@ -47,9 +47,12 @@ type Options struct {
 	SnapshotRetention time.Duration // see compact.DefaultSnapshotRetention; negative: keep all
 	// GFS, when set, replaces SnapshotRetention with grandfather-father-son
 	// retention of snapshots (take them hourly for the hourly tier to mean it).
-	GFS     *compact.GFS
-	Capture capture.Options
-	Logger  *slog.Logger
+	GFS *compact.GFS
+	// RetentionInterval also applies retention on this schedule to
+	// databases that changed; zero: only after each snapshot.
+	RetentionInterval time.Duration
+	Capture           capture.Options
+	Logger            *slog.Logger
 }
 
 type entry struct {
@@ -68,6 +71,10 @@ type entry struct {
 	// and whether its source level has new files since.
 	compacted []time.Time
 	newFiles  []bool
+	// Retention on its own schedule: when it last ran, and whether new
+	// files arrived since.
+	retained        time.Time
+	changedRetained bool
 }
 
 // Engine replicates its databases until its context ends.
@@ -112,13 +119,15 @@ func New(opts Options) (*Engine, error) {
 }
 
 type job struct {
-	e        *entry
-	snapshot bool
-	level    int // > 0: compact into Options.Levels[level-1]
+	e         *entry
+	snapshot  bool
+	retention bool
+	level     int // > 0: compact into Options.Levels[level-1]
 }
 
 type result struct {
 	e         *entry
+	retention bool
 	st        capture.Stats
 	level     int               // a compaction job's level index + 1
 	compacted *storage.FileInfo // its output, nil if nothing was new
@@ -133,6 +142,7 @@ func (eng *Engine) Run(ctx context.Context) error {
 	for i, d := range eng.opts.Databases {
 		entries[i] = &entry{Database: d, dirty: true,
 			compacted: make([]time.Time, len(eng.opts.Levels)), newFiles: make([]bool, len(eng.opts.Levels))}
+		entries[i].retained = start
 		// A level first compacts one interval after start.
 		for l := range entries[i].compacted {
 			entries[i].compacted[l] = start
@@ -188,6 +198,9 @@ func (eng *Engine) Run(ctx context.Context) error {
 			case e.db != nil && eng.opts.SnapshotInterval > 0 && e.changedSince && now.Sub(e.lastSnapshot) >= eng.opts.SnapshotInterval:
 				e.busy = true
 				queue = append(queue, job{e: e, snapshot: true})
+			case e.db != nil && eng.opts.RetentionInterval > 0 && e.changedRetained && !now.Before(e.retained.Add(eng.opts.RetentionInterval)):
+				e.busy = true
+				queue = append(queue, job{e: e, retention: true})
 			case e.db != nil && eng.compactionDue(e, now) > 0:
 				e.busy = true
 				queue = append(queue, job{e: e, level: eng.compactionDue(e, now)})
@@ -289,15 +302,13 @@ func (eng *Engine) work(ctx context.Context, j job) result {
 	if j.level > 0 {
 		return eng.compact(ctx, j)
 	}
+	if j.retention {
+		return result{e: e, retention: true, err: eng.applyRetention(ctx, e)}
+	}
 	if j.snapshot {
 		st, err := e.db.Snapshot(ctx)
-		if policy, ok := eng.retention(); ok && err == nil {
-			// Retention runs after each new snapshot: under either policy
-			// nothing can expire between two snapshots that matters more.
-			var plan *compact.RetentionPlan
-			if plan, err = compact.EnforceRetention(ctx, e.Client, policy, time.Now()); err == nil && len(plan.Delete) > 0 {
-				eng.log.Info("retention removed old files", "db", e.Path, "files", len(plan.Delete), "bytes", plan.Bytes)
-			}
+		if err == nil {
+			err = eng.applyRetention(ctx, e)
 		}
 		return result{e: e, st: st, err: err}
 	}
@@ -308,6 +319,22 @@ func (eng *Engine) work(ctx context.Context, j job) result {
 		e.db = nil
 	}
 	return result{e: e, st: st, err: err}
+}
+
+// applyRetention enforces the retention policy, if any, on e's replica.
+func (eng *Engine) applyRetention(ctx context.Context, e *entry) error {
+	policy, ok := eng.retention()
+	if !ok {
+		return nil
+	}
+	plan, err := compact.EnforceRetention(ctx, e.Client, policy, time.Now())
+	if err != nil {
+		return fmt.Errorf("retention: %w", err)
+	}
+	if len(plan.Delete) > 0 {
+		eng.log.Info("retention removed old files", "db", e.Path, "files", len(plan.Delete), "bytes", plan.Bytes)
+	}
+	return nil
 }
 
 // retention returns the retention policy, if any.
@@ -364,6 +391,10 @@ func (eng *Engine) finish(r result) {
 		eng.log.Info("replication recovered", "db", e.Path, "after_failures", e.failures)
 	}
 	e.failures = 0
+	if r.retention {
+		e.retained, e.changedRetained = now, false
+		return
+	}
 	if r.level > 0 {
 		i := r.level - 1
 		e.compacted[i], e.newFiles[i] = now, false
@@ -382,7 +413,7 @@ func (eng *Engine) finish(r result) {
 	}
 	e.dirty = false
 	if r.st.Uploaded {
-		e.changedSince = true
+		e.changedSince, e.changedRetained = true, true
 		if len(e.newFiles) > 0 {
 			e.newFiles[0] = true
 		}

@@ -209,7 +209,7 @@ func TestEngineCompacts(t *testing.T) {
 	eng, err := engine.New(engine.Options{
 		Databases: []engine.Database{{Path: p, Client: client}}, SyncInterval: 50 * time.Millisecond, PollInterval: 10 * time.Millisecond,
 		Levels: []compact.Level{{Level: 1, Interval: 300 * time.Millisecond}, {Level: 2, Interval: 900 * time.Millisecond}}, L0Retention: 200 * time.Millisecond,
-		SnapshotInterval: 400 * time.Millisecond, SnapshotRetention: 700 * time.Millisecond,
+		SnapshotInterval: 400 * time.Millisecond, SnapshotRetention: 700 * time.Millisecond, RetentionInterval: 300 * time.Millisecond,
 	})
 	if err != nil {
 		t.Fatal(err)

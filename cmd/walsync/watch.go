@@ -23,6 +23,7 @@ func runWatch(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	levels := fs.String("levels", "30s,5m,1h", "compaction intervals of levels 1, 2, 3, … (\"\" or none: no compaction)")
 	l0Retention := fs.Duration("l0-retention", compact.DefaultL0Retention, "keep L0 files this long after level 1 covers them (0: forever)")
 	snapRetention := fs.Duration("snapshot-retention", compact.DefaultSnapshotRetention, "delete snapshots older than this, except the newest, and history before the oldest kept (0: keep all)")
+	compactInterval := fs.Duration("compact-interval", 0, "also apply retention this often to databases that changed (0: after each snapshot only)")
 	gfs := fs.Bool("gfs", false, "keep snapshots grandfather-father-son (--hourly, --daily, --weekly, --monthly) instead of --snapshot-retention; snapshots become hourly unless --snapshot-interval is given")
 	var g compact.GFS
 	fs.IntVar(&g.Hourly, "hourly", compact.DefaultGFS.Hourly, "with --gfs: hourly snapshots kept")
@@ -68,7 +69,8 @@ func runWatch(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	eng, err := engine.New(engine.Options{
 		Databases: dbs, SyncInterval: *syncInterval, SnapshotInterval: si, Workers: *workers,
 		Levels: lv, L0Retention: orNever(*l0Retention), SnapshotRetention: orNever(*snapRetention), GFS: gfsPolicy,
-		Capture: capture.Options{}, Logger: log,
+		RetentionInterval: *compactInterval,
+		Capture:           capture.Options{}, Logger: log,
 	})
 	if err != nil {
 		return err
