@@ -54,6 +54,9 @@ func main() {
 	flag.DurationVar(&c.drain, "drain", 5*time.Second, "wait between stopping the writer and stopping the replicator")
 	flag.DurationVar(&c.probeEvery, "probe-interval", 50*time.Millisecond, "L0 listing interval of the lag probe")
 	flag.BoolVar(&c.keep, "keep", false, "keep the per-run temporary directories")
+	history := flag.Bool("history", false, "simulated day: both tools side by side with intervals divided by --scale, then timestamp restores (see history.go)")
+	scale := flag.Float64("scale", 60, "--history: divide 24 h and every compaction/retention interval by this")
+	restoreDBs := flag.Int("restore-dbs", 3, "--history: databases per tool restored to each target")
 	flag.Parse()
 	for _, s := range strings.Split(dbs, ",") {
 		n, err := strconv.Atoi(strings.TrimSpace(s))
@@ -71,6 +74,15 @@ func main() {
 	}
 	if c.walsync == "" || c.versitygw == "" || (c.litestream == "" && contains(c.tools, "litestream")) {
 		fatalf("--walsync, --versitygw and --litestream are required")
+	}
+	if *history {
+		if *scale <= 0 {
+			fatalf("--scale must be positive")
+		}
+		if !runHistory(&c, *scale, *restoreDBs) {
+			os.Exit(1)
+		}
+		return
 	}
 	stamp := time.Now().Format("20060102-150405")
 	runDir := filepath.Join(c.outDir, stamp)

@@ -2,6 +2,7 @@
 # run.sh benchmarks walsync against Litestream v0.5.18 on a local versitygw.
 #
 #   bench/run.sh [--dbs 1,10,100] [--duration 60s] [other bench flags]
+#   bench/run.sh --history [--scale 60] [--dbs 10]   (a simulated day, history.go)
 #
 # Installs test dependencies (scripts/test-deps.sh), builds Litestream v0.5.18
 # into <repo>/.cache/bin if missing, builds walsync and the bench program into
@@ -17,8 +18,9 @@ LITESTREAM_VERSION=v0.5.18
 
 log() { printf '[bench] %s\n' "$*" >&2; }
 
-DBS=1,10,100
+DBS=
 DURATION=60s
+HISTORY=0
 EXTRA=()
 while (($# > 0)); do
 	case "$1" in
@@ -26,10 +28,15 @@ while (($# > 0)); do
 	--dbs=*) DBS="${1#*=}"; shift ;;
 	--duration) DURATION="$2"; shift 2 ;;
 	--duration=*) DURATION="${1#*=}"; shift ;;
-	-h | --help) sed -n '2,9p' "${BASH_SOURCE[0]}"; exit 0 ;;
+	--history) HISTORY=1; EXTRA+=("$1"); shift ;;
+	-h | --help) sed -n '2,10p' "${BASH_SOURCE[0]}"; exit 0 ;;
 	*) EXTRA+=("$1"); shift ;;
 	esac
 done
+
+if [[ -z "${DBS}" ]]; then
+	if ((HISTORY)); then DBS=10; else DBS=1,10,100; fi
+fi
 
 "${REPO_ROOT}/scripts/test-deps.sh" >&2
 

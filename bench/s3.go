@@ -82,6 +82,7 @@ type countingProxy struct {
 	inB   atomic.Int64 // request body bytes (uploads)
 	outB  atomic.Int64 // response body bytes (downloads)
 	errs  map[int]int64
+	outK  map[string]int64 // response body bytes by request kind
 }
 
 func startProxy(target string) (*countingProxy, error) {
@@ -93,7 +94,7 @@ func startProxy(target string) (*countingProxy, error) {
 	if err != nil {
 		return nil, err
 	}
-	p := &countingProxy{URL: "http://" + ln.Addr().String(), ln: ln, kinds: map[string]int64{}, errs: map[int]int64{}}
+	p := &countingProxy{URL: "http://" + ln.Addr().String(), ln: ln, kinds: map[string]int64{}, errs: map[int]int64{}, outK: map[string]int64{}}
 	rp := &httputil.ReverseProxy{
 		Rewrite: func(r *httputil.ProxyRequest) {
 			r.SetURL(u)
@@ -113,6 +114,10 @@ func startProxy(target string) (*countingProxy, error) {
 			}
 			if resp.ContentLength > 0 {
 				p.outB.Add(resp.ContentLength)
+				k := classify(resp.Request)
+				p.mu.Lock()
+				p.outK[k] += resp.ContentLength
+				p.mu.Unlock()
 			}
 			return nil
 		},
@@ -187,4 +192,15 @@ func (p *countingProxy) close() {
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
 	defer cancel()
 	_ = p.srv.Shutdown(ctx)
+}
+
+// outBytesByKind returns the response body bytes by request kind.
+func (p *countingProxy) outBytesByKind() map[string]int64 {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	m := map[string]int64{}
+	for k, v := range p.outK {
+		m[k] = v
+	}
+	return m
 }
