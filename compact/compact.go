@@ -93,6 +93,11 @@ type Options struct {
 	// temp file, and still yields one destination file.
 	MaxInputs int
 	Logger    *slog.Logger
+	// LastOutput, when set, is a file known to be at the destination level
+	// (the previous compaction's output). The destination is then listed
+	// from it on instead of in full; retention never deletes a level's
+	// newest file, and if it is gone the level is listed in full.
+	LastOutput *storage.FileInfo
 }
 
 func (o Options) withDefaults() Options {
@@ -133,7 +138,7 @@ func Compact(ctx context.Context, c storage.Client, dst int, opts Options) (*sto
 	opts = opts.withDefaults()
 	src := dst - 1
 
-	dstMax, err := maxTXID(ctx, c, dst)
+	dstMax, err := maxTXID(ctx, c, dst, opts.LastOutput)
 	if err != nil {
 		return nil, fmt.Errorf("compact %s into L%d: %w", c, dst, err)
 	}
@@ -360,10 +365,20 @@ func listLevel(ctx context.Context, c storage.Client, level int, after ltx.TXID)
 }
 
 // maxTXID returns the highest MaxTXID of level, 0 when it is empty.
-func maxTXID(ctx context.Context, c storage.Client, level int) (ltx.TXID, error) {
-	files, err := listLevel(ctx, c, level, 0)
+func maxTXID(ctx context.Context, c storage.Client, level int, known *storage.FileInfo) (ltx.TXID, error) {
+	var after ltx.TXID
+	if known != nil && known.Level == level && known.MinTXID > 0 {
+		after = known.MinTXID - 1
+	}
+	files, err := listLevel(ctx, c, level, after)
 	if err != nil {
 		return 0, err
+	}
+	if after > 0 && len(files) == 0 {
+		files, err = listLevel(ctx, c, level, 0)
+		if err != nil {
+			return 0, err
+		}
 	}
 	var m ltx.TXID
 	for _, fi := range files {

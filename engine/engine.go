@@ -71,6 +71,7 @@ type entry struct {
 	// and whether its source level has new files since.
 	compacted []time.Time
 	newFiles  []bool
+	lastOut   []*storage.FileInfo // each level's last compaction output: listings start there
 	// Retention on its own schedule: when it last ran, and whether new
 	// files arrived since.
 	retained        time.Time
@@ -122,7 +123,8 @@ type job struct {
 	e         *entry
 	snapshot  bool
 	retention bool
-	level     int // > 0: compact into Options.Levels[level-1]
+	level     int               // > 0: compact into Options.Levels[level-1]
+	last      *storage.FileInfo // that level's last output, if known
 }
 
 type result struct {
@@ -141,7 +143,8 @@ func (eng *Engine) Run(ctx context.Context) error {
 	start := time.Now()
 	for i, d := range eng.opts.Databases {
 		entries[i] = &entry{Database: d, dirty: true,
-			compacted: make([]time.Time, len(eng.opts.Levels)), newFiles: make([]bool, len(eng.opts.Levels))}
+			compacted: make([]time.Time, len(eng.opts.Levels)), newFiles: make([]bool, len(eng.opts.Levels)),
+			lastOut: make([]*storage.FileInfo, len(eng.opts.Levels))}
 		entries[i].retained = start
 		// A level first compacts one interval after start.
 		for l := range entries[i].compacted {
@@ -203,7 +206,8 @@ func (eng *Engine) Run(ctx context.Context) error {
 				queue = append(queue, job{e: e, retention: true})
 			case e.db != nil && eng.compactionDue(e, now) > 0:
 				e.busy = true
-				queue = append(queue, job{e: e, level: eng.compactionDue(e, now)})
+				l := eng.compactionDue(e, now)
+				queue = append(queue, job{e: e, level: l, last: e.lastOut[l-1]})
 			case e.dirty && due.Before(wake):
 				wake = due
 			}
@@ -363,7 +367,9 @@ func (eng *Engine) compactionDue(e *entry, now time.Time) int {
 // applies L0 retention.
 func (eng *Engine) compact(ctx context.Context, j job) result {
 	l := eng.opts.Levels[j.level-1]
-	fi, err := compact.Compact(ctx, j.e.Client, l.Level, compact.Options{TempDir: eng.opts.Capture.TempDir, Logger: eng.log})
+	fi, err := compact.Compact(ctx, j.e.Client, l.Level, compact.Options{
+		TempDir: eng.opts.Capture.TempDir, Logger: eng.log, LastOutput: j.last,
+	})
 	if err != nil {
 		return result{e: j.e, level: j.level, err: fmt.Errorf("compact into L%d: %w", l.Level, err)}
 	}
@@ -399,6 +405,7 @@ func (eng *Engine) finish(r result) {
 		i := r.level - 1
 		e.compacted[i], e.newFiles[i] = now, false
 		if r.compacted != nil {
+			e.lastOut[i] = r.compacted
 			eng.log.Debug("compacted", "db", e.Path, "file", r.compacted.String())
 			if i+1 < len(e.newFiles) {
 				e.newFiles[i+1] = true
