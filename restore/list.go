@@ -1,8 +1,11 @@
 package restore
 
 import (
+	"cmp"
 	"context"
 	"fmt"
+	"slices"
+	"sort"
 	"time"
 
 	"github.com/superfly/ltx"
@@ -82,7 +85,7 @@ func Describe(ctx context.Context, c storage.Client) (*DatabaseInfo, error) {
 	}
 	info.TXID, info.Time = last.MaxTXID, time.UnixMilli(hdr.Timestamp).UTC()
 	info.Size = int64(hdr.Commit) * int64(hdr.PageSize)
-	if first := earliest(all); first != nil {
+	if first := Earliest(all); first != nil {
 		h, err := storage.ReadHeader(ctx, c, first)
 		if err != nil {
 			return nil, err
@@ -92,17 +95,25 @@ func Describe(ctx context.Context, c storage.Client) (*DatabaseInfo, error) {
 	return info, nil
 }
 
-// earliest returns the oldest starting point (a file from TXID 1) whose
-// chain reaches the latest state, or nil.
-func earliest(all []*storage.FileInfo) *storage.FileInfo {
-	var best *storage.FileInfo
+// Earliest returns the oldest file starting at TXID 1 (a snapshot, or the
+// first file of a level) from which a restore reaches the latest state:
+// the start of the restorable window. Nil when none does. Starting later
+// only makes more files usable, so the starting points that work are the
+// newest ones and a binary search finds the oldest.
+func Earliest(all []*storage.FileInfo) *storage.FileInfo {
+	var bases []*storage.FileInfo
 	for _, fi := range all {
-		if fi.MinTXID != 1 || (best != nil && fi.MaxTXID >= best.MaxTXID) {
-			continue
-		}
-		if _, err := planFrom(all, fi, 0); err == nil {
-			best = fi
+		if fi.MinTXID == 1 {
+			bases = append(bases, fi)
 		}
 	}
-	return best
+	slices.SortFunc(bases, func(a, b *storage.FileInfo) int { return cmp.Compare(a.MaxTXID, b.MaxTXID) })
+	i := sort.Search(len(bases), func(i int) bool {
+		_, err := planFrom(all, bases[i], 0)
+		return err == nil
+	})
+	if i == len(bases) {
+		return nil
+	}
+	return bases[i]
 }

@@ -49,7 +49,6 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
-	"sort"
 	"strings"
 	"sync"
 
@@ -436,16 +435,6 @@ type restoreWindow struct {
 	isolated []*storage.FileInfo
 }
 
-// rollsForward reports whether restores continue from fi (a file starting
-// at TXID 1) to the highest TXID of levels 0..8.
-func (w *restoreWindow) rollsForward(fi *storage.FileInfo) bool {
-	if fi.MaxTXID >= w.lowerMax {
-		return true
-	}
-	got, _ := reach(w.lower, fi.MaxTXID)
-	return got >= w.lowerMax
-}
-
 func window(files []*storage.FileInfo) *restoreWindow {
 	w := &restoreWindow{}
 	var bases []*storage.FileInfo
@@ -462,18 +451,16 @@ func window(files []*storage.FileInfo) *restoreWindow {
 		}
 	}
 	slices.SortFunc(w.lower, byTXIDs)
-	// reach is monotonic in its start: the bases that roll forward are the
-	// newest ones.
-	slices.SortFunc(bases, func(a, b *storage.FileInfo) int { return cmp.Compare(a.MaxTXID, b.MaxTXID) })
-	i := sort.Search(len(bases), func(i int) bool { return w.rollsForward(bases[i]) })
-	if i < len(bases) {
-		w.from = bases[i].MaxTXID
+	// The window's start is the restore planner's own.
+	if first := restore.Earliest(files); first != nil {
+		w.from = first.MaxTXID
 	}
-	for _, fi := range bases[:i] {
-		if fi.Level == storage.SnapshotLevel {
+	for _, fi := range bases {
+		if fi.Level == storage.SnapshotLevel && (w.from == 0 || fi.MaxTXID < w.from) {
 			w.isolated = append(w.isolated, fi)
 		}
 	}
+	slices.SortFunc(w.isolated, func(a, b *storage.FileInfo) int { return cmp.Compare(a.MaxTXID, b.MaxTXID) })
 	return w
 }
 
