@@ -59,6 +59,11 @@ type Options struct {
 	CheckpointPages int64         // see DefaultCheckpointPages; negative: never checkpoint
 	Logger          *slog.Logger
 	Now             func() time.Time // clock for LTX timestamps; tests set it
+
+	// Resume, when set, is the state Cool returned: Open resumes from it
+	// without reading the replica, and resyncs if anything could have been
+	// missed while the database was cold.
+	Resume *State
 }
 
 // DB replicates one database. Its methods are safe for concurrent use but
@@ -69,9 +74,9 @@ type DB struct {
 
 	mu      sync.Mutex
 	dbFile  *os.File // held while the connections are open: closing an fd would drop SQLite's POSIX locks
-	walFile *os.File
+	walFile *os.File // open only during a call (SQLite takes no POSIX locks on the WAL)
 	pin     *conn
-	seal    *conn
+	sealConn *conn // open only while sealed
 	ino     uint64
 	pageSz  uint32
 
@@ -159,29 +164,58 @@ func Open(ctx context.Context, opts Options) (_ *DB, err error) {
 	if db.pin, err = openConn(opts.Path, opts.BusyTimeout); err != nil {
 		return nil, err
 	}
-	if db.seal, err = openConn(opts.Path, opts.BusyTimeout); err != nil {
-		return nil, err
+
+	var last *ltx.Header
+	if s := opts.Resume; s != nil {
+		db.txid, db.txidTS = s.TXID, s.TXIDTS
+	} else {
+		txid, hdr, err := latestFile(ctx, opts.Client)
+		if err != nil {
+			return nil, fmt.Errorf("read replica position of %s from %s: %w", opts.Path, opts.Client, err)
+		}
+		db.txid, last = txid, hdr
+		if last != nil {
+			db.txidTS = last.Timestamp
+		}
 	}
 
-	txid, last, err := latestFile(ctx, opts.Client)
-	if err != nil {
-		return nil, fmt.Errorf("read replica position of %s from %s: %w", opts.Path, opts.Client, err)
-	}
-	db.txid = txid
-	if last != nil {
-		db.txidTS = last.Timestamp
-	}
-
+	defer db.closeWAL()
 	if err := db.sealed(ctx, func() error {
 		// The seal connection opened the WAL, so it exists now.
-		if db.walFile, err = os.Open(opts.Path + "-wal"); err != nil {
-			return fmt.Errorf("open WAL of %s: %w", opts.Path, err)
+		if err := db.openWAL(); err != nil {
+			return err
+		}
+		if opts.Resume != nil {
+			db.attachResume(opts.Resume)
+			return nil
 		}
 		return db.attach(ctx, last)
 	}); err != nil {
 		return nil, err
 	}
 	return db, nil
+}
+
+// openWAL opens walsync's own fd on the -wal file for the length of one
+// call: SQLite takes no POSIX locks on the WAL, so closing it is harmless,
+// and an idle hot database holds one fd fewer.
+func (db *DB) openWAL() error {
+	if db.walFile != nil {
+		return nil
+	}
+	f, err := os.Open(db.opts.Path + "-wal")
+	if err != nil {
+		return fmt.Errorf("open WAL of %s: %w", db.opts.Path, err)
+	}
+	db.walFile = f
+	return nil
+}
+
+func (db *DB) closeWAL() {
+	if db.walFile != nil {
+		db.walFile.Close()
+		db.walFile = nil
+	}
 }
 
 // attach decides, under the seal, where capture resumes.
@@ -277,21 +311,50 @@ func (db *DB) readWALHeader() (*wal.Header, error) {
 	return &h, nil
 }
 
+// seal opens the seal connection and takes the write lock. The connection
+// lives only as long as the seal: an idle hot database holds one SQLite
+// connection, not two.
+func (db *DB) seal(ctx context.Context) error {
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	if db.sealConn == nil {
+		c, err := openConn(db.opts.Path, db.opts.BusyTimeout)
+		if err != nil {
+			return err
+		}
+		db.sealConn = c
+	}
+	if err := db.sealConn.exec("BEGIN IMMEDIATE"); err != nil {
+		return fmt.Errorf("take the write lock of %s (BEGIN IMMEDIATE): %w", db.opts.Path, err)
+	}
+	return nil
+}
+
+// unseal releases the write lock and closes the seal connection. SQLite
+// keeps the connection's database fd open while the pin holds locks on the
+// file, so its locks survive.
+func (db *DB) unseal() {
+	if db.sealConn == nil {
+		return
+	}
+	if err := db.sealConn.end(); err != nil {
+		db.log.Warn("release the write lock", "error", err)
+	}
+	if err := db.sealConn.close(); err != nil {
+		db.log.Warn("close the seal connection", "error", err)
+	}
+	db.sealConn = nil
+}
+
 // sealed runs fn while the seal connection holds the write lock, then
 // re-pins: the pin's read transaction always starts with everything up to
 // the WAL's end captured.
 func (db *DB) sealed(ctx context.Context, fn func() error) error {
-	if err := ctx.Err(); err != nil {
+	if err := db.seal(ctx); err != nil {
 		return err
 	}
-	if err := db.seal.exec("BEGIN IMMEDIATE"); err != nil {
-		return fmt.Errorf("take the write lock of %s (BEGIN IMMEDIATE): %w", db.opts.Path, err)
-	}
-	defer func() {
-		if err := db.seal.end(); err != nil {
-			db.log.Warn("release the write lock", "error", err)
-		}
-	}()
+	defer db.unseal()
 	ferr := fn()
 	// Re-pin when fn succeeded (everything is captured), or when fn ended
 	// the pin, which it does only after capturing everything.
@@ -322,6 +385,10 @@ func (db *DB) Sync(ctx context.Context) (Stats, error) {
 	if err := db.checkReplaced(); err != nil {
 		return Stats{}, err
 	}
+	if err := db.openWAL(); err != nil {
+		return Stats{}, err
+	}
+	defer db.closeWAL()
 	// A file captured earlier goes first: TXIDs reach the replica in order.
 	if err := db.uploadPending(ctx); err != nil {
 		return Stats{}, err
@@ -643,6 +710,13 @@ func (db *DB) Snapshot(ctx context.Context) (Stats, error) {
 	}
 	db.mu.Lock()
 	defer db.mu.Unlock()
+	if db.pin == nil {
+		return Stats{}, errors.New("database is closed")
+	}
+	if err := db.openWAL(); err != nil {
+		return Stats{}, err
+	}
+	defer db.closeWAL()
 	var plan *snapPlan
 	if err := db.sealed(ctx, func() (err error) {
 		if _, err := db.captureFrames(); err != nil {
@@ -735,16 +809,13 @@ func (db *DB) closeLocked() {
 		_ = db.pin.close()
 		db.pin = nil
 	}
-	if db.seal != nil {
-		_ = db.seal.end()
-		_ = db.seal.close()
-		db.seal = nil
+	if db.sealConn != nil {
+		_ = db.sealConn.end()
+		_ = db.sealConn.close()
+		db.sealConn = nil
 	}
 	// Only now, with SQLite's connections closed, may our fds go.
-	if db.walFile != nil {
-		db.walFile.Close()
-		db.walFile = nil
-	}
+	db.closeWAL()
 	if db.dbFile != nil {
 		db.dbFile.Close()
 		db.dbFile = nil

@@ -1,0 +1,214 @@
+package capture
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"syscall"
+	"time"
+
+	"github.com/superfly/ltx"
+
+	"github.com/walsync/walsync/wal"
+)
+
+// State is what walsync keeps of a database it has let go cold (Cool):
+// enough to resume capture without asking the replica, and to tell on
+// waking whether anything could have been missed meanwhile. It holds no fd,
+// connection or lock.
+type State struct {
+	TXID   ltx.TXID     // the replica's last TXID
+	TXIDTS int64        // its header timestamp (ms)
+	Pos    wal.Position // the captured WAL end
+	// The database file as it was once the WAL was checkpointed. DBMod is 0
+	// when it could not be trusted (written too recently: file times are
+	// coarse), which makes any WAL generation change on waking a resync.
+	Ino    uint64
+	DBSize int64
+	DBMod  int64 // modification time, ns
+	DBCtim int64 // status change time, ns (utimes cannot set it)
+	// The -wal file as it was (WALSize -1: none), for cheap change sweeps.
+	WALSize int64
+	WALMod  int64
+}
+
+// ErrNotIdle means Cool found the database busy: committed frames were
+// just captured, a resync is due, or the checkpoint could not finish. The
+// database stays open; try again later.
+var ErrNotIdle = errors.New("database is not idle")
+
+// coolFreshness is how old the database file's times must be before they
+// prove that nothing wrote it since: file times are kept at the kernel's
+// coarse clock (a jiffy), and some filesystems keep whole seconds.
+const coolFreshness = 2 * time.Second
+
+// Cool lets the database go cold: under the seal it captures to the WAL's
+// end (nothing may be pending), ends the pin, checkpoints the WAL, records
+// the files' state, and then closes every connection and fd. On success the
+// DB is closed and the returned State resumes it (Options.Resume).
+//
+// Unless force is set, it refuses (ErrNotIdle) while the checkpoint cannot
+// backfill everything or the database file was written too recently for
+// its times to prove anything later: such a state would make the next wake
+// a resync.
+func (db *DB) Cool(ctx context.Context, force bool) (*State, error) {
+	db.mu.Lock()
+	defer db.mu.Unlock()
+	if db.pin == nil {
+		return nil, errors.New("database is closed")
+	}
+	if db.pending != nil || db.resync != "" {
+		return nil, fmt.Errorf("%w: a sync is due", ErrNotIdle)
+	}
+	if err := db.checkReplaced(); err != nil {
+		return nil, err
+	}
+	if err := db.openWAL(); err != nil {
+		return nil, err
+	}
+	defer db.closeWAL()
+	if err := db.seal(ctx); err != nil {
+		return nil, err
+	}
+	st, err := db.coolSealed(force)
+	if st == nil {
+		// Still hot: the pin must hold again before the seal lifts.
+		if !db.pin.inTxn() {
+			if perr := db.pin.beginRead(); perr != nil {
+				db.resync = "walsync's read transaction could not be restarted: " + perr.Error()
+				err = errors.Join(err, perr)
+			}
+		}
+		db.unseal()
+		return nil, err
+	}
+	db.unseal()
+	db.closeLocked()
+	db.log.Debug("cooled", "txid", st.TXID, "wal_frame", st.Pos.Frame, "db_time_trusted", st.DBMod != 0)
+	return st, nil
+}
+
+func (db *DB) coolSealed(force bool) (*State, error) {
+	if _, err := db.captureFrames(); err != nil {
+		return nil, err
+	}
+	if db.pending != nil || db.resync != "" {
+		return nil, fmt.Errorf("%w: new transactions were committed", ErrNotIdle)
+	}
+	if err := db.pin.end(); err != nil {
+		return nil, err
+	}
+	r, err := db.pin.queryInts("PRAGMA wal_checkpoint(PASSIVE)")
+	if err != nil {
+		return nil, fmt.Errorf("checkpoint: %w", err)
+	}
+	// The checkpoint left db.pos where it was (PASSIVE never restarts).
+	backfilled := len(r) == 3 && r[1] == r[2]
+	if !backfilled && !force {
+		return nil, fmt.Errorf("%w: the checkpoint could not backfill every frame (a reader holds them)", ErrNotIdle)
+	}
+	st := &State{TXID: db.txid, TXIDTS: db.txidTS, Pos: db.pos, Ino: db.ino, WALSize: -1}
+	fi, err := os.Stat(db.opts.Path)
+	if err != nil {
+		return nil, fmt.Errorf("database %s: %w", db.opts.Path, err)
+	}
+	mod, ctim := fileTimes(fi)
+	now := time.Now().UnixNano()
+	if fresh(now, mod) || fresh(now, ctim) {
+		if !force {
+			return nil, fmt.Errorf("%w: the database file was written just now", ErrNotIdle)
+		}
+	} else {
+		st.DBMod, st.DBCtim = mod, ctim
+	}
+	st.DBSize = fi.Size()
+	if wfi, err := os.Stat(db.opts.Path + "-wal"); err == nil {
+		st.WALSize, st.WALMod = wfi.Size(), wfi.ModTime().UnixNano()
+	}
+	return st, nil
+}
+
+func fresh(now, t int64) bool {
+	d := time.Duration(now - t)
+	return d < coolFreshness && d > -coolFreshness
+}
+
+func fileTimes(fi os.FileInfo) (mod, ctim int64) {
+	st := fi.Sys().(*syscall.Stat_t)
+	return fi.ModTime().UnixNano(), st.Ctim.Nano()
+}
+
+// Changed reports whether the database or its WAL differ from when s was
+// recorded: a cheap stat, for sweeps that look for missed file events.
+func (s *State) Changed(path string) bool {
+	fi, err := os.Stat(path)
+	if err != nil {
+		return true
+	}
+	if fi.Sys().(*syscall.Stat_t).Ino != s.Ino || fi.Size() != s.DBSize {
+		return true
+	}
+	if mod, ctim := fileTimes(fi); s.DBMod != 0 && (mod != s.DBMod || ctim != s.DBCtim) {
+		return true
+	}
+	wfi, err := os.Stat(path + "-wal")
+	if err != nil {
+		return s.WALSize != -1
+	}
+	return wfi.Size() != s.WALSize || wfi.ModTime().UnixNano() != s.WALMod
+}
+
+// attachResume decides, under the seal, where capture resumes after a cold
+// spell. Nothing was pinned meanwhile, so frames may have been discarded by
+// a WAL restart; but a restart needs every frame backfilled into the
+// database file, so if the file was not written since Cool, nothing that
+// was not already captured can have been lost, whatever the WAL now holds.
+func (db *DB) attachResume(s *State) {
+	defer func() {
+		if db.resync != "" {
+			db.log.Info("a snapshot is needed", "reason", db.resync)
+		}
+	}()
+	if db.ino != s.Ino {
+		db.resync = "the database file was replaced while walsync held it cold"
+		return
+	}
+	h, err := db.readWALHeader()
+	if err != nil {
+		db.resync = "the WAL could not be read on waking: " + err.Error()
+		return
+	}
+	old := s.Pos.Header
+	if h != nil && old.PageSize != 0 && h.SameGeneration(old) {
+		// The same generation: every frame we captured is still there.
+		p, err := db.scanTo(*h, s.Pos.Offset())
+		if err != nil || p != s.Pos {
+			db.resync = fmt.Sprintf("the WAL no longer matches what was captured before the database went cold (TXID %s)", s.TXID)
+			return
+		}
+		db.pos, db.havePos = p, true
+		return
+	}
+	fi, err := os.Stat(db.opts.Path)
+	if err != nil {
+		db.resync = "the database file could not be examined on waking: " + err.Error()
+		return
+	}
+	mod, ctim := fileTimes(fi)
+	if s.DBMod == 0 || fi.Size() != s.DBSize || mod != s.DBMod || ctim != s.DBCtim {
+		db.resync = "the database file was written while walsync held it cold and the WAL moved to a new generation: changes may have been checkpointed out of the WAL before walsync saw them (a burst of writes, or a last connection closing)"
+		return
+	}
+	// Unwritten database file: the WAL is empty, or a generation that began
+	// from exactly the captured state. captureFrames starts it at frame 1.
+	db.pos, db.havePos = s.Pos, true
+	if h == nil {
+		return
+	}
+	if old.PageSize != 0 && h.PageSize != old.PageSize {
+		db.resync = fmt.Sprintf("the WAL page size changed from %d to %d while the database was cold", old.PageSize, h.PageSize)
+		return
+	}
+	db.pos = wal.Position{Header: *h, Checksum1: h.Checksum1, Checksum2: h.Checksum2}
+}
