@@ -1,19 +1,33 @@
 // Package engine runs replication for many databases in one process: one
-// scheduler goroutine and a bounded pool of workers, no per-database
-// goroutine or timer.
+// scheduler goroutine, one timer and a bounded pool of workers, with no
+// goroutine, timer, fd or connection per database.
+//
+// A database is hot while it changes: walsync holds its SQLite pin and
+// polls its WAL. After IdleTimeout without change it is cooled: everything
+// is shipped, the WAL is checkpointed and every fd and connection is
+// released, leaving a few hundred bytes of state. A file-system event (one
+// inotify watch per directory) or a slow stat sweep wakes it again, with no
+// storage request. At most HotSet databases are hot at once.
 package engine
 
 import (
 	"context"
 	"errors"
 	"fmt"
+	"hash/fnv"
 	"log/slog"
 	"os"
+	"path/filepath"
+	"strings"
 	"sync"
+	"sync/atomic"
+	"syscall"
 	"time"
 
 	"github.com/walsync/walsync/capture"
 	"github.com/walsync/walsync/compact"
+	"github.com/walsync/walsync/discover"
+	"github.com/walsync/walsync/fswatch"
 	"github.com/walsync/walsync/storage"
 )
 
@@ -21,9 +35,12 @@ import (
 const (
 	DefaultSyncInterval     = time.Second
 	DefaultSnapshotInterval = 24 * time.Hour
-	DefaultPollInterval     = 100 * time.Millisecond // how often WAL files are stat'ed for changes
+	DefaultPollInterval     = 100 * time.Millisecond // how often hot WAL files are stat'ed
+	DefaultSweepInterval    = 30 * time.Second       // how often cold databases are stat'ed, in case an event was lost
 	DefaultWorkers          = 4
 	DefaultShutdownTimeout  = 30 * time.Second
+	DefaultHotSet           = 256
+	DefaultIdleTimeout      = 30 * time.Second
 )
 
 // Database is one database to replicate.
@@ -32,13 +49,24 @@ type Database struct {
 	Client storage.Client // its replica, at its own sub-path
 }
 
+// Source is a directory whose databases are found and replicated, each at
+// Client.Sub(its path relative to the directory).
+type Source struct {
+	discover.Source
+	Client storage.Client
+}
+
 // Options configure an Engine.
 type Options struct {
 	Databases        []Database
+	Sources          []Source      // directories to discover databases in (and watch for new ones)
 	SyncInterval     time.Duration // at most one upload per database per interval
 	SnapshotInterval time.Duration // level-9 snapshot of databases that changed; negative: never
 	PollInterval     time.Duration
+	SweepInterval    time.Duration // stat sweep of cold databases and rescans of sources
 	Workers          int
+	HotSet           int           // databases held open at once
+	IdleTimeout      time.Duration // a database unchanged this long is cooled; negative: never
 	ShutdownTimeout  time.Duration // bound on the final sync when stopping
 	// Levels are the compaction levels; nil means compact.DefaultLevels,
 	// an empty non-nil slice turns compaction off.
@@ -51,22 +79,37 @@ type Options struct {
 	// RetentionInterval also applies retention on this schedule to
 	// databases that changed; zero: only after each snapshot.
 	RetentionInterval time.Duration
-	Capture           capture.Options
-	Logger            *slog.Logger
+	// NoFileEvents turns inotify off: changes are found by stat sweeps only.
+	NoFileEvents bool
+	Capture      capture.Options
+	Logger       *slog.Logger
 }
 
 type entry struct {
 	Database
-	db           *capture.DB
-	walSize      int64
-	walMod       time.Time
-	dirty        bool // WAL changed since the last sync
-	busy         bool // a worker has it
-	lastSync     time.Time
+	source   *Source // nil for a database named explicitly
+	ino      uint64
+	db       *capture.DB    // hot
+	cold     *capture.State // cold: where capture resumes
+	removed  bool           // gone from its source: close and forget
+	walSize  int64
+	walMod   time.Time
+	dirty    bool      // changed since the last sync (or never synced)
+	kick     bool      // an event arrived while a worker had it
+	dirtyAt  time.Time // when it became dirty: lag
+	busy     bool      // a worker has it
+	lastSync time.Time
+	synced   time.Time // last successful sync
+	active   time.Time // last time a sync shipped something
+	coolAt   time.Time // not before: a cooling attempt
+	txid     uint64
+	// Snapshots: when the last one was taken and whether anything was
+	// synced since.
 	lastSnapshot time.Time
-	changedSince bool // synced changes since the last snapshot
+	changedSince bool
 	failures     int
 	retryAt      time.Time
+	lastErr      string
 	// Per compaction level (index into Options.Levels): when it last ran,
 	// and whether its source level has new files since.
 	compacted []time.Time
@@ -80,13 +123,29 @@ type entry struct {
 
 // Engine replicates its databases until its context ends.
 type Engine struct {
-	opts Options
-	log  *slog.Logger
+	opts     Options
+	log      *slog.Logger
+	statusCh chan chan Status
+	started  time.Time
+
+	// Scheduler state: touched only by the scheduler goroutine.
+	entries    []*entry
+	byPath     map[string]*entry
+	hot        int // databases with an open capture.DB, or being opened
+	hotCap     int // HotSet, lowered when the fd limit is hit
+	watcher    *fswatch.Watcher
+	watchErr   error // why some directories are swept instead of watched
+	events     chan fswatch.Event
+	overflow   atomic.Bool
+	sweepPos   int
+	rescanAt   time.Time
+	snapshots  int // snapshot jobs in flight
+	fullWarned time.Time
 }
 
 // New checks opts and returns an engine.
 func New(opts Options) (*Engine, error) {
-	if len(opts.Databases) == 0 {
+	if len(opts.Databases) == 0 && len(opts.Sources) == 0 {
 		return nil, errors.New("no databases to replicate")
 	}
 	if opts.SyncInterval <= 0 {
@@ -98,8 +157,17 @@ func New(opts Options) (*Engine, error) {
 	if opts.PollInterval <= 0 {
 		opts.PollInterval = DefaultPollInterval
 	}
+	if opts.SweepInterval <= 0 {
+		opts.SweepInterval = DefaultSweepInterval
+	}
 	if opts.Workers <= 0 {
 		opts.Workers = DefaultWorkers
+	}
+	if opts.HotSet <= 0 {
+		opts.HotSet = DefaultHotSet
+	}
+	if opts.IdleTimeout == 0 {
+		opts.IdleTimeout = DefaultIdleTimeout
 	}
 	if opts.ShutdownTimeout <= 0 {
 		opts.ShutdownTimeout = DefaultShutdownTimeout
@@ -116,45 +184,81 @@ func New(opts Options) (*Engine, error) {
 	if opts.SnapshotRetention == 0 {
 		opts.SnapshotRetention = compact.DefaultSnapshotRetention
 	}
-	return &Engine{opts: opts, log: opts.Logger}, nil
+	for i, s := range opts.Sources {
+		n, err := s.Source.Normalize()
+		if err != nil {
+			return nil, err
+		}
+		opts.Sources[i].Source = n
+	}
+	return &Engine{opts: opts, log: opts.Logger, statusCh: make(chan chan Status),
+		byPath: map[string]*entry{}, hotCap: opts.HotSet}, nil
 }
 
+type jobKind uint8
+
+const (
+	jobSync jobKind = iota
+	jobSnapshot
+	jobRetention
+	jobCompact
+	jobCool
+	jobClose
+)
+
 type job struct {
-	e         *entry
-	snapshot  bool
-	retention bool
-	level     int               // > 0: compact into Options.Levels[level-1]
-	last      *storage.FileInfo // that level's last output, if known
+	e     *entry
+	kind  jobKind
+	db    *capture.DB
+	cold  *capture.State
+	force bool              // jobCool: even if the state will not prove much
+	level int               // jobCompact: into Options.Levels[level-1]
+	last  *storage.FileInfo // that level's last output, if known
 }
 
 type result struct {
-	e         *entry
-	retention bool
+	job
 	st        capture.Stats
-	level     int               // a compaction job's level index + 1
-	compacted *storage.FileInfo // its output, nil if nothing was new
+	compacted *storage.FileInfo // a compaction's output, nil if nothing was new
 	err       error
 }
 
-// Run opens every database, replicates until ctx ends, then finishes
-// in-flight uploads and a last sync within ShutdownTimeout.
+// Run finds and opens the databases, replicates until ctx ends, then
+// finishes in-flight uploads and a last sync within ShutdownTimeout.
 func (eng *Engine) Run(ctx context.Context) error {
-	entries := make([]*entry, len(eng.opts.Databases))
-	start := time.Now()
-	for i, d := range eng.opts.Databases {
-		entries[i] = &entry{Database: d, dirty: true,
-			compacted: make([]time.Time, len(eng.opts.Levels)), newFiles: make([]bool, len(eng.opts.Levels)),
-			lastOut: make([]*storage.FileInfo, len(eng.opts.Levels))}
-		entries[i].retained = start
-		// A level first compacts one interval after start.
-		for l := range entries[i].compacted {
-			entries[i].compacted[l] = start
-		}
-	}
+	eng.started = time.Now()
 	// Work runs on a context that outlives ctx a little, so uploads in
 	// flight at shutdown finish.
 	workCtx, cancelWork := context.WithCancel(context.WithoutCancel(ctx))
 	defer cancelWork()
+
+	eng.events = make(chan fswatch.Event, 4096)
+	if !eng.opts.NoFileEvents {
+		w, err := fswatch.New()
+		if err != nil {
+			eng.log.Warn("no file events; changes are found by stat sweeps only", "every", eng.opts.SweepInterval, "error", err)
+		} else {
+			eng.watcher = w
+			watchCtx, stop := context.WithCancel(ctx)
+			defer stop()
+			go func() {
+				err := w.Run(watchCtx, func(ev fswatch.Event) {
+					select {
+					case eng.events <- ev:
+					default:
+						eng.overflow.Store(true)
+					}
+				})
+				if err != nil {
+					eng.log.Error("file events stopped; changes are found by stat sweeps only", "error", err)
+				}
+			}()
+		}
+	}
+	for _, d := range eng.opts.Databases {
+		eng.add(d, nil)
+	}
+	eng.rescan()
 
 	jobs := make(chan job)
 	results := make(chan result, eng.opts.Workers)
@@ -169,65 +273,34 @@ func (eng *Engine) Run(ctx context.Context) error {
 		}()
 	}
 
-	// One timer for all databases: it fires at the next poll or at the
-	// moment the earliest waiting database may sync again.
 	timer := time.NewTimer(0)
 	defer timer.Stop()
 	inFlight := 0
-	var queue []job
-	var nextPoll time.Time
+	var nextPoll, wake time.Time
+	replan := true
 	for ctx.Err() == nil {
+		if eng.drainEvents() {
+			replan = true
+		}
 		now := time.Now()
-		// WAL files are stat'ed once per poll interval, however often the
-		// loop wakes to dispatch a sync that has come due.
 		polling := !now.Before(nextPoll)
 		if polling {
 			nextPoll = now.Add(eng.opts.PollInterval)
+			eng.sweep(now)
+			replan = true
 		}
-		wake := nextPoll
-		for _, e := range entries {
-			if e.busy || now.Before(e.retryAt) {
-				continue
-			}
-			if polling {
-				eng.poll(e)
-			}
-			due := e.lastSync.Add(eng.opts.SyncInterval)
-			switch {
-			case e.dirty && !now.Before(due):
-				e.busy = true
-				e.lastSync = now // the interval runs from the start of a sync
-				queue = append(queue, job{e: e})
-			case e.db != nil && eng.opts.SnapshotInterval > 0 && e.changedSince && now.Sub(e.lastSnapshot) >= eng.opts.SnapshotInterval:
-				e.busy = true
-				queue = append(queue, job{e: e, snapshot: true})
-			case e.db != nil && eng.opts.RetentionInterval > 0 && e.changedRetained && !now.Before(e.retained.Add(eng.opts.RetentionInterval)):
-				e.busy = true
-				queue = append(queue, job{e: e, retention: true})
-			case e.db != nil && eng.compactionDue(e, now) > 0:
-				e.busy = true
-				l := eng.compactionDue(e, now)
-				queue = append(queue, job{e: e, level: l, last: e.lastOut[l-1]})
-			case e.dirty && due.Before(wake):
-				wake = due
-			}
-		}
-		// Hand queued jobs to free workers, taking in results meanwhile.
-		for len(queue) > 0 {
-			var sendCh chan job
-			if inFlight < eng.opts.Workers {
-				sendCh = jobs
-			}
-			select {
-			case sendCh <- queue[0]:
-				queue = queue[1:]
+		if replan {
+			var queue []job
+			queue, wake = eng.plan(now, polling, eng.opts.Workers-inFlight)
+			for _, j := range queue {
+				jobs <- j // a worker is free: inFlight < Workers
 				inFlight++
-			case r := <-results:
-				inFlight--
-				eng.finish(r)
-			case <-ctx.Done():
-				goto shutdown
 			}
+			replan = false
+		}
+		next := nextPoll
+		if wake.Before(next) {
+			next = wake
 		}
 		if !timer.Stop() {
 			select {
@@ -235,20 +308,23 @@ func (eng *Engine) Run(ctx context.Context) error {
 			default:
 			}
 		}
-		timer.Reset(time.Until(wake))
+		timer.Reset(time.Until(next))
 		select {
 		case <-ctx.Done():
 		case r := <-results:
 			inFlight--
 			eng.finish(r)
+			replan = true
+		case ev := <-eng.events:
+			replan = eng.handleEvent(ev)
+		case ch := <-eng.statusCh:
+			ch <- eng.status(time.Now())
 		case <-timer.C:
+			replan = true
 		}
 	}
-shutdown:
-	for _, j := range queue {
-		j.e.busy = false
-	}
-	// Let in-flight work finish, then a last sync of everything dirty.
+
+	// Let in-flight work finish, then a last sync of everything open.
 	deadline := time.AfterFunc(eng.opts.ShutdownTimeout, cancelWork)
 	defer deadline.Stop()
 	for inFlight > 0 {
@@ -259,11 +335,11 @@ shutdown:
 	close(jobs)
 	wg.Wait()
 	var errs []error
-	for _, e := range entries {
+	for _, e := range eng.entries {
 		if e.db == nil {
 			continue
 		}
-		eng.poll(e)
+		eng.poll(e, time.Now())
 		if e.dirty {
 			if _, err := e.db.Sync(workCtx); err != nil {
 				errs = append(errs, fmt.Errorf("final sync of %s: %w", e.Path, err))
@@ -276,53 +352,439 @@ shutdown:
 	return errors.Join(errs...)
 }
 
+// add starts replicating a database (explicit, or found in src).
+func (eng *Engine) add(d Database, src *Source) *entry {
+	abs, err := filepath.Abs(d.Path)
+	if err == nil {
+		d.Path = abs
+	}
+	if e, ok := eng.byPath[d.Path]; ok {
+		return e
+	}
+	now := time.Now()
+	n := len(eng.opts.Levels)
+	e := &entry{Database: d, source: src, dirty: true, dirtyAt: now, retained: now,
+		compacted: make([]time.Time, n), newFiles: make([]bool, n), lastOut: make([]*storage.FileInfo, n)}
+	// A level first compacts one interval after start.
+	for l := range e.compacted {
+		e.compacted[l] = now
+	}
+	if fi, err := os.Stat(d.Path); err == nil {
+		e.ino = fi.Sys().(*syscall.Stat_t).Ino
+	}
+	eng.entries = append(eng.entries, e)
+	eng.byPath[d.Path] = e
+	eng.watchDir(filepath.Dir(d.Path))
+	return e
+}
+
+// watchDir adds an inotify watch; at the kernel's limit, sweeps cover it.
+func (eng *Engine) watchDir(dir string) {
+	if eng.watcher == nil {
+		return
+	}
+	if err := eng.watcher.Add(dir); err != nil {
+		if eng.watchErr == nil {
+			eng.log.Warn("cannot watch every directory; the rest are found by stat sweeps (slower to notice changes)",
+				"every", eng.opts.SweepInterval, "watched", eng.watcher.Len(), "error", err)
+		}
+		eng.watchErr = err
+	}
+}
+
+// rescan looks for databases in every source: at start, after lost events,
+// and on a slow schedule in case the file system gives no events.
+func (eng *Engine) rescan() {
+	every := 10 * eng.opts.SweepInterval
+	if eng.watcher == nil || eng.watchErr != nil {
+		every = eng.opts.SweepInterval
+	}
+	eng.rescanAt = time.Now().Add(every)
+	for i := range eng.opts.Sources {
+		eng.scanSource(&eng.opts.Sources[i], eng.opts.Sources[i].Dir)
+	}
+}
+
+func (eng *Engine) scanSource(src *Source, dir string) {
+	sub := src.Source
+	sub.Dir = dir
+	known := func(p string) bool { _, ok := eng.byPath[p]; return ok }
+	dbs, dirs, skipped, err := sub.Scan(known)
+	if err != nil {
+		eng.log.Error("cannot scan directory for databases; will retry", "dir", dir, "error", err)
+		return
+	}
+	for _, err := range skipped {
+		eng.log.Warn("skipped unreadable path", "error", err)
+	}
+	for _, d := range dirs {
+		eng.watchDir(d)
+	}
+	for _, p := range dbs {
+		if _, ok := eng.byPath[p]; ok {
+			continue
+		}
+		eng.discovered(src, p)
+	}
+}
+
+func (eng *Engine) discovered(src *Source, p string) {
+	name, ok := src.Match(p)
+	if !ok {
+		return
+	}
+	e := eng.add(Database{Path: p, Client: src.Client.Sub(name)}, src)
+	eng.log.Info("replicating", "db", p, "replica", e.Client.String())
+}
+
+// drainEvents takes in what the watcher has queued, without blocking, and
+// reports whether any of it changed what there is to do.
+func (eng *Engine) drainEvents() bool {
+	changed := false
+	if eng.overflow.Swap(false) {
+		changed = eng.handleEvent(fswatch.Event{Op: fswatch.Overflow})
+	}
+	for {
+		select {
+		case ev := <-eng.events:
+			if eng.handleEvent(ev) {
+				changed = true
+			}
+		default:
+			return changed
+		}
+	}
+}
+
+// handleEvent reports whether the event changed what there is to do.
+// Writes to hot databases are left to polling: they come with every
+// transaction, and the sync interval bounds the lag anyway.
+func (eng *Engine) handleEvent(ev fswatch.Event) bool {
+	now := time.Now()
+	switch ev.Op {
+	case fswatch.Overflow:
+		eng.log.Warn("file events were lost; checking every database")
+		for _, e := range eng.entries {
+			if e.cold != nil && !e.busy && e.cold.Changed(e.Path) {
+				eng.markDirty(e, now)
+			}
+		}
+		eng.rescan()
+		return true
+	case fswatch.DirGone:
+		return false
+	}
+	p := filepath.Join(ev.Dir, ev.Name)
+	dbPath := strings.TrimSuffix(p, "-wal")
+	if e, ok := eng.byPath[dbPath]; ok {
+		switch {
+		case p == dbPath && (ev.Op == fswatch.Create || ev.Op == fswatch.Remove):
+			eng.fileMoved(e, now)
+			return true
+		case e.db != nil && !e.busy:
+			return false // polled
+		case ev.Op == fswatch.Touch && (e.busy || e.cold == nil || !e.cold.Changed(e.Path)):
+			// SQLite closing a WAL it opened read-write, walsync's own
+			// connections included: no data was written.
+			return false
+		}
+		eng.markDirty(e, now)
+		return true
+	}
+	if p != dbPath || ev.Op == fswatch.Remove {
+		return false
+	}
+	for i := range eng.opts.Sources {
+		src := &eng.opts.Sources[i]
+		if !src.WatchesDir(ev.Dir) {
+			continue
+		}
+		if ev.IsDir {
+			if ev.Op == fswatch.Create && src.Recursive {
+				n := len(eng.entries)
+				eng.scanSource(src, p)
+				return len(eng.entries) != n
+			}
+			continue
+		}
+		// The path is no database of ours, so opening it cannot drop locks.
+		if _, ok := src.Match(p); ok && discover.IsSQLite(p) {
+			eng.discovered(src, p)
+			return true
+		}
+	}
+	return false
+}
+
+// fileMoved handles a database path created, deleted or renamed over.
+func (eng *Engine) fileMoved(e *entry, now time.Time) {
+	fi, err := os.Stat(e.Path)
+	if err != nil {
+		if e.source != nil {
+			eng.log.Info("database removed or renamed; releasing it (its replica stays)", "db", e.Path)
+			e.removed = true
+			return
+		}
+		eng.log.Warn("database file is gone; will keep trying", "db", e.Path)
+		eng.markDirty(e, now)
+		return
+	}
+	if ino := fi.Sys().(*syscall.Stat_t).Ino; ino != e.ino {
+		if e.ino != 0 {
+			eng.log.Warn("database file was replaced by another file (new inode); replicating it as a new state of the same database with a full snapshot", "db", e.Path)
+		}
+		e.ino = ino
+	}
+	eng.markDirty(e, now)
+}
+
+func (eng *Engine) markDirty(e *entry, now time.Time) {
+	if e.busy {
+		e.kick = true
+		return
+	}
+	if !e.dirty {
+		e.dirty, e.dirtyAt = true, now
+	}
+}
+
+// sweep stats a share of the cold databases each poll, so that every one is
+// looked at once per SweepInterval, and rescans sources when due.
+func (eng *Engine) sweep(now time.Time) {
+	if n := len(eng.entries); n > 0 {
+		per := int(int64(n)*int64(eng.opts.PollInterval)/int64(eng.opts.SweepInterval)) + 1
+		for i := 0; i < per && i < n; i++ {
+			eng.sweepPos = (eng.sweepPos + 1) % n
+			e := eng.entries[eng.sweepPos]
+			if e.cold != nil && !e.busy && !e.dirty && e.cold.Changed(e.Path) {
+				eng.markDirty(e, now)
+			}
+		}
+	}
+	if len(eng.opts.Sources) > 0 && now.After(eng.rescanAt) {
+		eng.rescan()
+	}
+}
+
+// plan decides the jobs to run now, at most free of them, and when the
+// scheduler must look again.
+func (eng *Engine) plan(now time.Time, polling bool, free int) ([]job, time.Time) {
+	var queue []job
+	wake := now.Add(eng.opts.SweepInterval)
+	waitingOpen := 0
+	removed := false
+	maxSnapshots := max(1, eng.opts.Workers/2)
+	for _, e := range eng.entries {
+		if e.busy {
+			continue
+		}
+		if e.removed {
+			if e.db != nil && free > len(queue) {
+				queue = append(queue, eng.take(e, job{kind: jobClose}))
+			}
+			removed = removed || e.db == nil
+			continue
+		}
+		if now.Before(e.retryAt) {
+			if e.retryAt.Before(wake) {
+				wake = e.retryAt
+			}
+			continue
+		}
+		if polling && e.db != nil {
+			eng.poll(e, now)
+		}
+		full := free <= len(queue)
+		due := e.lastSync.Add(eng.opts.SyncInterval)
+		switch {
+		case e.dirty && !now.Before(due):
+			// When no worker is free, a result wakes the scheduler.
+			switch {
+			case full:
+			case e.db == nil && eng.hot >= eng.hotCap:
+				waitingOpen++
+			default:
+				e.lastSync = now // the interval runs from the start of a sync
+				queue = append(queue, eng.take(e, job{kind: jobSync}))
+			}
+		case e.dirty:
+			if due.Before(wake) {
+				wake = due
+			}
+		case eng.snapshotDue(e, now):
+			if !full && eng.snapshots < maxSnapshots && (e.db != nil || eng.hot < eng.hotCap) {
+				eng.snapshots++
+				queue = append(queue, eng.take(e, job{kind: jobSnapshot}))
+			}
+		case eng.opts.RetentionInterval > 0 && e.changedRetained && !now.Before(e.retained.Add(eng.opts.RetentionInterval)):
+			if !full {
+				queue = append(queue, eng.take(e, job{kind: jobRetention}))
+			}
+		case eng.compactionDue(e, now) > 0:
+			if !full {
+				l := eng.compactionDue(e, now)
+				queue = append(queue, eng.take(e, job{kind: jobCompact, level: l, last: e.lastOut[l-1]}))
+			}
+		case e.db != nil && eng.opts.IdleTimeout > 0 && !now.Before(e.active.Add(eng.opts.IdleTimeout)) && !now.Before(e.coolAt):
+			if !full {
+				queue = append(queue, eng.take(e, job{kind: jobCool}))
+			}
+		case e.db != nil && eng.opts.IdleTimeout > 0:
+			if t := maxTime(e.active.Add(eng.opts.IdleTimeout), e.coolAt); t.Before(wake) {
+				wake = t
+			}
+		}
+	}
+	// Make room for databases waiting to open: cool the least recently
+	// active hot databases, whatever their state proves.
+	if waitingOpen > 0 {
+		cands := eng.coolCandidates(waitingOpen, free-len(queue))
+		for _, e := range cands {
+			queue = append(queue, eng.take(e, job{kind: jobCool, force: true}))
+		}
+		if len(cands) == 0 && now.Sub(eng.fullWarned) > time.Minute {
+			eng.fullWarned = now
+			eng.log.Warn("hot set full: databases with changes wait for one to go idle (longer lag)",
+				"hot_set", eng.hotCap, "waiting", waitingOpen)
+		}
+		wake = now.Add(eng.opts.PollInterval)
+	}
+	if removed {
+		eng.forgetRemoved()
+	}
+	return queue, wake
+}
+
+func maxTime(a, b time.Time) time.Time {
+	if a.After(b) {
+		return a
+	}
+	return b
+}
+
+// take marks e busy and fills in the job's database handles.
+func (eng *Engine) take(e *entry, j job) job {
+	e.busy = true
+	j.e, j.db, j.cold = e, e.db, e.cold
+	if e.db == nil && (j.kind == jobSync || j.kind == jobSnapshot) {
+		eng.hot++ // opening
+	}
+	return j
+}
+
+// coolCandidates returns up to n idle hot databases, least recently active
+// first.
+func (eng *Engine) coolCandidates(n, free int) []*entry {
+	n = min(n, free)
+	var out []*entry
+	for len(out) < n {
+		var best *entry
+		for _, e := range eng.entries {
+			if e.db == nil || e.busy || e.dirty || e.removed || (best != nil && !e.active.Before(best.active)) {
+				continue
+			}
+			best = e
+		}
+		if best == nil {
+			break
+		}
+		best.busy = true // taken by the caller
+		out = append(out, best)
+	}
+	for _, e := range out {
+		e.busy = false
+	}
+	return out
+}
+
+func (eng *Engine) forgetRemoved() {
+	kept := eng.entries[:0]
+	for _, e := range eng.entries {
+		if e.removed && !e.busy && e.db == nil {
+			if eng.byPath[e.Path] == e {
+				delete(eng.byPath, e.Path)
+			}
+			continue
+		}
+		kept = append(kept, e)
+	}
+	clear(eng.entries[len(kept):])
+	eng.entries = kept
+}
+
+// snapshotDue: a database that changed since its last snapshot, one
+// interval after it, spread over a tenth of the interval so that many
+// databases do not snapshot at once.
+func (eng *Engine) snapshotDue(e *entry, now time.Time) bool {
+	iv := eng.opts.SnapshotInterval
+	if iv <= 0 || !e.changedSince || e.lastSnapshot.IsZero() {
+		return false
+	}
+	h := fnv.New32a()
+	h.Write([]byte(e.Path))
+	spread := time.Duration(uint64(h.Sum32()) * uint64(iv/10) >> 32)
+	return now.Sub(e.lastSnapshot) >= iv-spread
+}
+
 // poll marks e dirty when its WAL's size or modification time changed.
-func (eng *Engine) poll(e *entry) {
+func (eng *Engine) poll(e *entry, now time.Time) {
 	fi, err := os.Stat(e.Path + "-wal")
 	if err != nil {
-		if e.db == nil {
-			e.dirty = true
-		}
 		return
 	}
 	if fi.Size() != e.walSize || !fi.ModTime().Equal(e.walMod) {
 		e.walSize, e.walMod = fi.Size(), fi.ModTime()
-		e.dirty = true
+		eng.markDirty(e, now)
 	}
 }
 
-func (eng *Engine) work(ctx context.Context, j job) result {
+func (eng *Engine) work(ctx context.Context, j job) (r result) {
+	r.job = j
 	e := j.e
-	if e.db == nil {
+	switch j.kind {
+	case jobCompact:
+		r.compacted, r.err = eng.compact(ctx, j)
+		return r
+	case jobRetention:
+		r.err = eng.applyRetention(ctx, e)
+		return r
+	case jobClose:
+		r.err = j.db.Close(ctx)
+		r.db = nil
+		return r
+	case jobCool:
+		st, err := j.db.Cool(ctx, j.force)
+		if err == nil {
+			r.db, r.cold = nil, st
+		}
+		r.err = err
+		return r
+	}
+	if r.db == nil {
 		opts := eng.opts.Capture
-		opts.Path, opts.Client = e.Path, e.Client
+		opts.Path, opts.Client, opts.Resume = e.Path, e.Client, j.cold
 		opts.Logger = eng.log
 		db, err := capture.Open(ctx, opts)
 		if err != nil {
-			return result{e: e, err: err}
+			r.err = err
+			return r
 		}
-		e.db = db
+		r.db, r.cold = db, nil
 	}
-	if j.level > 0 {
-		return eng.compact(ctx, j)
-	}
-	if j.retention {
-		return result{e: e, retention: true, err: eng.applyRetention(ctx, e)}
-	}
-	if j.snapshot {
-		st, err := e.db.Snapshot(ctx)
-		if err == nil {
-			err = eng.applyRetention(ctx, e)
+	if j.kind == jobSnapshot {
+		r.st, r.err = r.db.Snapshot(ctx)
+		if r.err == nil {
+			r.err = eng.applyRetention(ctx, e)
 		}
-		return result{e: e, st: st, err: err}
+		return r
 	}
-	st, err := e.db.Sync(ctx)
-	if errors.Is(err, capture.ErrReplaced) {
+	r.st, r.err = r.db.Sync(ctx)
+	if errors.Is(r.err, capture.ErrReplaced) {
 		eng.log.Warn("database file was replaced; replicating the new file as a new database state", "db", e.Path)
-		e.db.Close(ctx)
-		e.db = nil
+		r.db.Close(ctx)
+		r.db = nil
 	}
-	return result{e: e, st: st, err: err}
+	return r
 }
 
 // applyRetention enforces the retention policy, if any, on e's replica.
@@ -365,20 +827,20 @@ func (eng *Engine) compactionDue(e *entry, now time.Time) int {
 
 // compact merges the source level into Levels[j.level-1]; after level 1 it
 // applies L0 retention.
-func (eng *Engine) compact(ctx context.Context, j job) result {
+func (eng *Engine) compact(ctx context.Context, j job) (*storage.FileInfo, error) {
 	l := eng.opts.Levels[j.level-1]
 	fi, err := compact.Compact(ctx, j.e.Client, l.Level, compact.Options{
 		TempDir: eng.opts.Capture.TempDir, Logger: eng.log, LastOutput: j.last,
 	})
 	if err != nil {
-		return result{e: j.e, level: j.level, err: fmt.Errorf("compact into L%d: %w", l.Level, err)}
+		return nil, fmt.Errorf("compact into L%d: %w", l.Level, err)
 	}
 	if l.Level == 1 && eng.opts.L0Retention > 0 {
 		if _, err := compact.EnforceL0Retention(ctx, j.e.Client, eng.opts.L0Retention, time.Now()); err != nil {
-			return result{e: j.e, level: j.level, err: fmt.Errorf("L0 retention: %w", err)}
+			return nil, fmt.Errorf("L0 retention: %w", err)
 		}
 	}
-	return result{e: j.e, level: j.level, compacted: fi}
+	return fi, nil
 }
 
 // finish runs on the scheduler goroutine: only it touches entries.
@@ -386,22 +848,36 @@ func (eng *Engine) finish(r result) {
 	e := r.e
 	e.busy = false
 	now := time.Now()
+	if r.kind == jobSnapshot {
+		eng.snapshots--
+	}
+	// The job may have opened, cooled or closed the database.
+	counted := r.job.db != nil || r.kind == jobSync || r.kind == jobSnapshot
+	e.db, e.cold = r.db, r.cold
+	if counted && e.db == nil {
+		eng.hot--
+	}
+	if e.kick {
+		e.kick = false
+		if !e.dirty {
+			e.dirty, e.dirtyAt = true, now
+		}
+	}
 	if r.err != nil {
-		e.failures++
-		backoff := min(time.Duration(1<<min(e.failures, 8))*eng.opts.SyncInterval, 5*time.Minute)
-		e.retryAt = now.Add(backoff)
-		eng.log.Error("replication failed; will retry", "db", e.Path, "retry_in", backoff, "error", r.err)
+		eng.failed(e, r, now)
 		return
 	}
 	if e.failures > 0 {
 		eng.log.Info("replication recovered", "db", e.Path, "after_failures", e.failures)
 	}
-	e.failures = 0
-	if r.retention {
+	e.failures, e.lastErr = 0, ""
+	switch r.kind {
+	case jobCool, jobClose:
+		return
+	case jobRetention:
 		e.retained, e.changedRetained = now, false
 		return
-	}
-	if r.level > 0 {
+	case jobCompact:
 		i := r.level - 1
 		e.compacted[i], e.newFiles[i] = now, false
 		if r.compacted != nil {
@@ -412,14 +888,22 @@ func (eng *Engine) finish(r result) {
 			}
 		}
 		return
-	}
-	if r.st.Snapshot && r.st.Reason == "" {
+	case jobSnapshot:
 		e.lastSnapshot, e.changedSince = now, false
+		e.txid = uint64(r.st.TXID)
 		eng.log.Info("snapshot written", "db", e.Path, "txid", r.st.TXID)
+		return
+	}
+	e.txid = uint64(r.st.TXID)
+	e.synced = now
+	if e.db == nil {
+		// Replaced: reopen at once as a new database state.
+		e.dirty, e.dirtyAt = true, now
 		return
 	}
 	e.dirty = false
 	if r.st.Uploaded {
+		e.active = now
 		e.changedSince, e.changedRetained = true, true
 		if len(e.newFiles) > 0 {
 			e.newFiles[0] = true
@@ -429,4 +913,42 @@ func (eng *Engine) finish(r result) {
 		}
 		eng.log.Debug("synced", "db", e.Path, "txid", r.st.TXID, "snapshot", r.st.Snapshot)
 	}
+}
+
+// failed records a failed job and schedules its retry.
+func (eng *Engine) failed(e *entry, r result, now time.Time) {
+	if r.kind == jobCool && errors.Is(r.err, capture.ErrNotIdle) {
+		// Not an error: try again once file times can prove something, or
+		// sync first if something new was committed.
+		e.coolAt = now.Add(3 * time.Second)
+		eng.markDirty(e, now)
+		return
+	}
+	if isFDLimit(r.err) && eng.hotCap > 1 {
+		eng.hotCap = max(1, eng.hot-1)
+		eng.log.Warn("out of file descriptors: fewer databases will be held open at once (longer lag)", "hot_set", eng.hotCap, "error", r.err)
+	}
+	e.failures++
+	e.lastErr = r.err.Error()
+	backoff := min(time.Duration(1<<min(e.failures, 8))*eng.opts.SyncInterval, 5*time.Minute)
+	e.retryAt = now.Add(backoff)
+	eng.log.Error("replication failed; will retry", "db", e.Path, "retry_in", backoff, "error", r.err)
+}
+
+// isFDLimit reports whether err came from running out of file
+// descriptors. SQLite reports that as "unable to open database file", as it
+// does a missing directory, so the process's fd count decides.
+func isFDLimit(err error) bool {
+	if errors.Is(err, syscall.EMFILE) || errors.Is(err, syscall.ENFILE) {
+		return true
+	}
+	if err == nil || !strings.Contains(err.Error(), "unable to open database file") {
+		return false
+	}
+	var lim syscall.Rlimit
+	if syscall.Getrlimit(syscall.RLIMIT_NOFILE, &lim) != nil {
+		return false
+	}
+	fds, err := os.ReadDir("/proc/self/fd")
+	return err == nil && uint64(len(fds)) >= lim.Cur*9/10
 }

@@ -22,7 +22,8 @@ var version = "dev"
 const usage = `walsync replicates SQLite databases to S3 or a directory, and restores them.
 
 Usage:
-  walsync watch DB... -b URL          replicate continuously
+  walsync watch DB... -b URL          replicate continuously [--dir DIR --recursive]
+  walsync status [--addr ADDR]        what a running watch is doing (its --addr)
   walsync snapshot DB... -b URL       write a snapshot now
   walsync restore NAME -o OUT -b URL  restore a database [--txid N | --timestamp T]
   walsync list -b URL                 list the replicated databases
@@ -32,7 +33,8 @@ Usage:
 
 URL is s3://bucket/prefix, file:///dir or a directory path. Each database
 is stored under a sub-path named after its directory and file, e.g.
-/var/lib/app/t1/app.db is "t1/app".
+/var/lib/app/t1/app.db is "t1/app"; databases found with --dir DIR are
+named by their path relative to DIR ("t1/app.db"), as Litestream does.
 
 Run "walsync COMMAND --help" for a command's options.
 `
@@ -47,6 +49,7 @@ var commands = map[string]command{
 	"list":     runList,
 	"compact":  runCompact,
 	"verify":   runVerify,
+	"status":   runStatus,
 	"version":  runVersion,
 }
 

@@ -4,22 +4,35 @@ import (
 	"context"
 	"flag"
 	"io"
+	"log/slog"
+	"os"
 	"strings"
+	"syscall"
 	"time"
 
 	"github.com/walsync/walsync/capture"
 	"github.com/walsync/walsync/compact"
+	"github.com/walsync/walsync/discover"
 	"github.com/walsync/walsync/engine"
 	"github.com/walsync/walsync/storage"
+	"github.com/walsync/walsync/storage/replicaurl"
 )
 
 func runWatch(ctx context.Context, args []string, stdout, stderr io.Writer) error {
-	fs := newFlagSet("watch", "walsync watch DB... -b URL [options]", stderr)
+	fs := newFlagSet("watch", "walsync watch [DB...] [--dir DIR...] -b URL [options]", stderr)
 	var rf replicaFlags
 	rf.register(fs)
+	var dirs stringList
+	fs.Var(&dirs, "dir", "replicate every SQLite database in `DIR`, and new ones as they appear (repeatable); each is named by its path relative to DIR, as in Litestream's directory mode")
+	pattern := fs.String("pattern", discover.DefaultPattern, "with --dir: file name `glob` of databases")
+	recursive := fs.Bool("recursive", false, "with --dir: also look in subdirectories")
 	syncInterval := fs.Duration("sync-interval", engine.DefaultSyncInterval, "at most one upload per database per `interval`")
 	snapInterval := fs.Duration("snapshot-interval", engine.DefaultSnapshotInterval, "write a snapshot of changed databases this often (0: never)")
 	workers := fs.Int("workers", engine.DefaultWorkers, "databases synced at once")
+	hotSet := fs.Int("hot-set", engine.DefaultHotSet, "databases held open at once; idle ones are released")
+	idleTimeout := fs.Duration("idle-timeout", engine.DefaultIdleTimeout, "release a database unchanged this long: no fd, connection or request until it changes (0: never)")
+	sweepInterval := fs.Duration("sweep-interval", engine.DefaultSweepInterval, "stat released databases this often, in case a file event was missed")
+	addr := fs.String("addr", "", "serve status at http://`ADDR`/status (a bare :PORT listens on 127.0.0.1 only)")
 	levels := fs.String("levels", "30s,5m,1h", "compaction intervals of levels 1, 2, 3, … (\"\" or none: no compaction)")
 	l0Retention := fs.Duration("l0-retention", compact.DefaultL0Retention, "keep L0 files this long after level 1 covers them (0: forever)")
 	snapRetention := fs.Duration("snapshot-retention", compact.DefaultSnapshotRetention, "delete snapshots older than this, except the newest, and history before the oldest kept (0: keep all)")
@@ -53,7 +66,19 @@ func runWatch(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 			si = time.Hour
 		}
 	}
-	names, client, err := rf.databases("watch", paths)
+	if len(paths) == 0 && len(dirs) == 0 {
+		return usagef("no database given: walsync watch /path/to/app.db -b URL, or --dir /var/lib/app --recursive")
+	}
+	if *hotSet < 1 || *workers < 1 {
+		return usagef("--hot-set and --workers must be at least 1")
+	}
+	var names []string
+	if len(paths) > 0 {
+		if names, err = replicaurl.Names(paths); err != nil {
+			return usageError{err}
+		}
+	}
+	client, err := rf.open()
 	if err != nil {
 		return err
 	}
@@ -66,8 +91,22 @@ func runWatch(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		dbs[i] = engine.Database{Path: p, Client: client.Sub(names[i])}
 		log.Info("replicating", "db", p, "replica", dbs[i].Client.String())
 	}
+	var sources []engine.Source
+	for _, d := range dirs {
+		src, err := discover.Source{Dir: d, Pattern: *pattern, Recursive: *recursive}.Normalize()
+		if err != nil {
+			return usageError{err}
+		}
+		if fi, err := os.Stat(src.Dir); err != nil || !fi.IsDir() {
+			return usagef("--dir %s is not a directory you can read: create it, or fix the path", d)
+		}
+		sources = append(sources, engine.Source{Source: src, Client: client})
+		log.Info("replicating databases found in directory", "dir", src.Dir, "pattern", src.Pattern, "recursive", src.Recursive, "replica", client.String())
+	}
+	raiseFDLimit(log)
 	eng, err := engine.New(engine.Options{
-		Databases: dbs, SyncInterval: *syncInterval, SnapshotInterval: si, Workers: *workers,
+		Databases: dbs, Sources: sources, SyncInterval: *syncInterval, SnapshotInterval: si, Workers: *workers,
+		HotSet: *hotSet, IdleTimeout: orNever(*idleTimeout), SweepInterval: *sweepInterval,
 		Levels: lv, L0Retention: orNever(*l0Retention), SnapshotRetention: orNever(*snapRetention), GFS: gfsPolicy,
 		RetentionInterval: *compactInterval,
 		Capture:           capture.Options{}, Logger: log,
@@ -75,10 +114,41 @@ func runWatch(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	if err != nil {
 		return err
 	}
+	if *addr != "" {
+		stop, err := serveStatus(ctx, *addr, eng, log)
+		if err != nil {
+			return err
+		}
+		defer stop()
+	}
 	start := time.Now()
 	err = eng.Run(ctx)
 	log.Info("stopped", "after", time.Since(start).Round(time.Second))
 	return err
+}
+
+// stringList is a repeatable string flag.
+type stringList []string
+
+func (l *stringList) String() string     { return strings.Join(*l, ",") }
+func (l *stringList) Set(s string) error { *l = append(*l, s); return nil }
+
+// raiseFDLimit lifts the soft fd limit to the hard one: each database held
+// open costs a few fds.
+func raiseFDLimit(log *slog.Logger) {
+	var lim syscall.Rlimit
+	if err := syscall.Getrlimit(syscall.RLIMIT_NOFILE, &lim); err != nil {
+		return
+	}
+	if lim.Cur < lim.Max {
+		old := lim.Cur
+		lim.Cur = lim.Max
+		if err := syscall.Setrlimit(syscall.RLIMIT_NOFILE, &lim); err != nil {
+			log.Warn("could not raise the open-file limit", "limit", old, "error", err)
+			return
+		}
+	}
+	log.Debug("open-file limit", "limit", lim.Cur)
 }
 
 // parseLevels reads "30s,5m,1h" as levels 1, 2, 3.
