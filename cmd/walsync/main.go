@@ -103,6 +103,13 @@ func runVersion(_ context.Context, args []string, stdout, stderr io.Writer) erro
 	return nil
 }
 
+// logLevelOf is level's slog.Level, info if it is not one.
+func logLevelOf(level string) slog.Level {
+	var l slog.Level
+	_ = l.UnmarshalText([]byte(level))
+	return l
+}
+
 func newLogger(w io.Writer, level string) (*slog.Logger, error) {
 	var l slog.Level
 	if err := l.UnmarshalText([]byte(level)); err != nil {

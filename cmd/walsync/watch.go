@@ -12,6 +12,7 @@ import (
 
 	"github.com/walsync/walsync/capture"
 	"github.com/walsync/walsync/compact"
+	"github.com/walsync/walsync/config"
 	"github.com/walsync/walsync/discover"
 	"github.com/walsync/walsync/engine"
 	"github.com/walsync/walsync/storage"
@@ -44,9 +45,69 @@ func runWatch(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	fs.IntVar(&g.Weekly, "weekly", compact.DefaultGFS.Weekly, "with --gfs: weekly snapshots kept")
 	fs.IntVar(&g.Monthly, "monthly", compact.DefaultGFS.Monthly, "with --gfs: monthly snapshots kept")
 	logLevel := fs.String("log-level", "info", "debug, info, warn or error")
+	configPath := fs.String("config", "", "read databases, replicas and settings from a Litestream-style YAML `FILE` (/etc/litestream.yml works as is); flags given too override it")
 	paths, err := parse(fs, args)
 	if err != nil {
 		return err
+	}
+	var cfg *config.Config
+	var cfgWarnings []config.Warning
+	var pollInterval time.Duration
+	var cfgLevels []compact.Level
+	jsonLogs := false
+	if *configPath != "" {
+		if cfg, cfgWarnings, err = config.Load(*configPath); err != nil {
+			return usageError{err}
+		}
+		unset := func(name string) bool { return !flagSet(fs, name) }
+		setDur := func(dst *time.Duration, name string, v *time.Duration) {
+			if v != nil && unset(name) {
+				*dst = *v
+			}
+		}
+		setInt := func(dst *int, name string, v *int) {
+			if v != nil && unset(name) {
+				*dst = *v
+			}
+		}
+		if d, ok := replicaSyncInterval(cfg); ok && cfg.Walsync.SyncInterval == nil {
+			cfg.Walsync.SyncInterval = &d
+		}
+		setDur(syncInterval, "sync-interval", cfg.Walsync.SyncInterval)
+		setDur(snapInterval, "snapshot-interval", cfg.Snapshot.Interval)
+		setDur(snapRetention, "snapshot-retention", cfg.Snapshot.Retention)
+		setDur(l0Retention, "l0-retention", cfg.L0Retention)
+		if cfg.RetentionEnabled != nil && !*cfg.RetentionEnabled {
+			*snapRetention, *l0Retention = 0, 0 // keep everything: the bucket's lifecycle rules decide
+		}
+		setDur(idleTimeout, "idle-timeout", cfg.Walsync.IdleTimeout)
+		setDur(sweepInterval, "sweep-interval", cfg.Walsync.SweepInterval)
+		setDur(compactInterval, "compact-interval", cfg.Walsync.CompactInterval)
+		if cfg.Walsync.PollInterval != nil {
+			pollInterval = *cfg.Walsync.PollInterval
+		}
+		setInt(hotSet, "hot-set", cfg.Walsync.HotSet)
+		setInt(workers, "workers", cfg.Walsync.Workers)
+		if c := cfg.Walsync.GFS; c != nil && unset("gfs") {
+			*gfs = true
+			setInt(&g.Hourly, "hourly", c.Hourly)
+			setInt(&g.Daily, "daily", c.Daily)
+			setInt(&g.Weekly, "weekly", c.Weekly)
+			setInt(&g.Monthly, "monthly", c.Monthly)
+		}
+		if cfg.Levels != nil && unset("levels") {
+			cfgLevels = []compact.Level{}
+			for i, d := range cfg.Levels {
+				cfgLevels = append(cfgLevels, compact.Level{Level: i + 1, Interval: d})
+			}
+		}
+		if cfg.Addr != "" && unset("addr") {
+			*addr = cfg.ListenAddr()
+		}
+		if cfg.Logging.Level != "" && unset("log-level") {
+			*logLevel = cfg.Logging.Level
+		}
+		jsonLogs = cfg.Logging.Type == "json"
 	}
 	si := *snapInterval
 	if si == 0 {
@@ -56,17 +117,20 @@ func runWatch(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	if err != nil {
 		return err
 	}
+	if cfgLevels != nil {
+		lv = cfgLevels
+	}
 	var gfsPolicy *compact.GFS
 	if *gfs {
 		if err := (compact.Policy{GFS: &g}).Validate(); err != nil {
 			return usageError{err}
 		}
 		gfsPolicy = &g
-		if !flagSet(fs, "snapshot-interval") {
+		if !flagSet(fs, "snapshot-interval") && (cfg == nil || cfg.Snapshot.Interval == nil) {
 			si = time.Hour
 		}
 	}
-	if len(paths) == 0 && len(dirs) == 0 {
+	if len(paths) == 0 && len(dirs) == 0 && (cfg == nil || len(cfg.DBs) == 0) {
 		return usagef("no database given: walsync watch /path/to/app.db -b URL, or --dir /var/lib/app --recursive")
 	}
 	if *hotSet < 1 || *workers < 1 {
@@ -78,20 +142,34 @@ func runWatch(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 			return usageError{err}
 		}
 	}
-	client, err := rf.open()
-	if err != nil {
-		return err
-	}
 	log, err := newLogger(stderr, *logLevel)
 	if err != nil {
 		return err
 	}
-	dbs := make([]engine.Database, len(paths))
-	for i, p := range paths {
-		dbs[i] = engine.Database{Path: p, Client: client.Sub(names[i])}
-		log.Info("replicating", "db", p, "replica", dbs[i].Client.String())
+	if jsonLogs {
+		log = slog.New(slog.NewJSONHandler(stderr, &slog.HandlerOptions{Level: logLevelOf(*logLevel)}))
 	}
+	for _, w := range cfgWarnings {
+		log.Warn(w.String())
+	}
+	var dbs []engine.Database
 	var sources []engine.Source
+	if cfg != nil {
+		if dbs, sources, err = configDatabases(cfg, log); err != nil {
+			return usageError{err}
+		}
+	}
+	var client storage.Client
+	if len(paths) > 0 || len(dirs) > 0 {
+		if client, err = rf.open(); err != nil {
+			return err
+		}
+	}
+	for i, p := range paths {
+		d := engine.Database{Path: p, Client: client.Sub(names[i])}
+		dbs = append(dbs, d)
+		log.Info("replicating", "db", p, "replica", d.Client.String())
+	}
 	for _, d := range dirs {
 		src, err := discover.Source{Dir: d, Pattern: *pattern, Recursive: *recursive}.Normalize()
 		if err != nil {
@@ -106,7 +184,7 @@ func runWatch(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	raiseFDLimit(log)
 	eng, err := engine.New(engine.Options{
 		Databases: dbs, Sources: sources, SyncInterval: *syncInterval, SnapshotInterval: si, Workers: *workers,
-		HotSet: *hotSet, IdleTimeout: orNever(*idleTimeout), SweepInterval: *sweepInterval,
+		HotSet: *hotSet, IdleTimeout: orNever(*idleTimeout), SweepInterval: *sweepInterval, PollInterval: pollInterval,
 		Levels: lv, L0Retention: orNever(*l0Retention), SnapshotRetention: orNever(*snapRetention), GFS: gfsPolicy,
 		RetentionInterval: *compactInterval,
 		Capture:           capture.Options{}, Logger: log,
