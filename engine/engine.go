@@ -207,10 +207,11 @@ const (
 )
 
 type job struct {
-	e     *entry
-	kind  jobKind
-	db    *capture.DB
-	cold  *capture.State
+	e       *entry
+	kind    jobKind
+	db      *capture.DB    // the database before the job; the result's after it
+	cold    *capture.State // likewise
+	counted bool           // in Engine.hot: open, or being opened
 	force bool              // jobCool: even if the state will not prove much
 	level int               // jobCompact: into Options.Levels[level-1]
 	last  *storage.FileInfo // that level's last output, if known
@@ -334,20 +335,75 @@ func (eng *Engine) Run(ctx context.Context) error {
 	}
 	close(jobs)
 	wg.Wait()
-	var errs []error
+	return eng.finalSync(workCtx)
+}
+
+// finalSync ships what is left when stopping: every open database, and
+// every released one that changed (looked at once more, in case an event
+// is still in flight), with Workers at a time, then closes them.
+func (eng *Engine) finalSync(ctx context.Context) error {
+	eng.drainEvents()
+	now := time.Now()
+	var todo []*entry
 	for _, e := range eng.entries {
-		if e.db == nil {
+		if e.removed {
+			if e.db != nil {
+				todo = append(todo, e)
+			}
 			continue
 		}
-		eng.poll(e, time.Now())
-		if e.dirty {
-			if _, err := e.db.Sync(workCtx); err != nil {
-				errs = append(errs, fmt.Errorf("final sync of %s: %w", e.Path, err))
+		if e.db != nil {
+			eng.poll(e, now)
+		} else if e.cold != nil && !e.dirty && e.cold.Changed(e.Path) {
+			e.dirty = true
+		}
+		if e.db != nil || e.dirty && e.cold != nil {
+			todo = append(todo, e)
+		}
+	}
+	var mu sync.Mutex
+	var errs []error
+	next := make(chan *entry)
+	var wg sync.WaitGroup
+	for i := 0; i < eng.opts.Workers; i++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for e := range next {
+				if err := eng.syncAndClose(ctx, e); err != nil {
+					mu.Lock()
+					errs = append(errs, err)
+					mu.Unlock()
+				}
 			}
+		}()
+	}
+	for _, e := range todo {
+		next <- e
+	}
+	close(next)
+	wg.Wait()
+	return errors.Join(errs...)
+}
+
+func (eng *Engine) syncAndClose(ctx context.Context, e *entry) error {
+	db := e.db
+	if db == nil {
+		opts := eng.opts.Capture
+		opts.Path, opts.Client, opts.Resume, opts.Logger = e.Path, e.Client, e.cold, eng.log
+		var err error
+		if db, err = capture.Open(ctx, opts); err != nil {
+			return fmt.Errorf("final sync of %s: %w", e.Path, err)
 		}
-		if err := e.db.Close(workCtx); err != nil {
-			errs = append(errs, fmt.Errorf("close %s: %w", e.Path, err))
+	}
+	var errs []error
+	if (e.dirty || e.db == nil) && !e.removed {
+		if _, err := db.Sync(ctx); err != nil {
+			errs = append(errs, fmt.Errorf("final sync of %s: %w", e.Path, err))
 		}
+	}
+	if err := db.Close(ctx); err != nil {
+		errs = append(errs, fmt.Errorf("close %s: %w", e.Path, err))
 	}
 	return errors.Join(errs...)
 }
@@ -666,8 +722,10 @@ func maxTime(a, b time.Time) time.Time {
 func (eng *Engine) take(e *entry, j job) job {
 	e.busy = true
 	j.e, j.db, j.cold = e, e.db, e.cold
+	j.counted = e.db != nil
 	if e.db == nil && (j.kind == jobSync || j.kind == jobSnapshot) {
 		eng.hot++ // opening
+		j.counted = true
 	}
 	return j
 }
@@ -852,9 +910,8 @@ func (eng *Engine) finish(r result) {
 		eng.snapshots--
 	}
 	// The job may have opened, cooled or closed the database.
-	counted := r.job.db != nil || r.kind == jobSync || r.kind == jobSnapshot
 	e.db, e.cold = r.db, r.cold
-	if counted && e.db == nil {
+	if r.counted && e.db == nil {
 		eng.hot--
 	}
 	if e.kick {
