@@ -33,10 +33,15 @@ type State struct {
 	WALMod  int64
 }
 
-// ErrNotIdle means Cool found the database busy: committed frames were
-// just captured, a resync is due, or the checkpoint could not finish. The
-// database stays open; try again later.
+// ErrNotIdle means Cool found new commits (now captured but not shipped)
+// or a resync due: sync, then try again. The database stays open.
 var ErrNotIdle = errors.New("database is not idle")
+
+// ErrNotSettled means Cool could not prove enough yet: the checkpoint could
+// not backfill every frame (a reader holds them), or the database file was
+// written too recently for its times to tell later writes apart. The
+// database stays open; try again in a few seconds, or force.
+var ErrNotSettled = errors.New("database is not settled")
 
 // coolFreshness is how old the database file's times must be before they
 // prove that nothing wrote it since: file times are kept at the kernel's
@@ -48,7 +53,7 @@ const coolFreshness = 2 * time.Second
 // the files' state, and then closes every connection and fd. On success the
 // DB is closed and the returned State resumes it (Options.Resume).
 //
-// Unless force is set, it refuses (ErrNotIdle) while the checkpoint cannot
+// Unless force is set, it refuses (ErrNotSettled) while the checkpoint cannot
 // backfill everything or the database file was written too recently for
 // its times to prove anything later: such a state would make the next wake
 // a resync.
@@ -106,7 +111,7 @@ func (db *DB) coolSealed(force bool) (*State, error) {
 	// The checkpoint left db.pos where it was (PASSIVE never restarts).
 	backfilled := len(r) == 3 && r[1] == r[2]
 	if !backfilled && !force {
-		return nil, fmt.Errorf("%w: the checkpoint could not backfill every frame (a reader holds them)", ErrNotIdle)
+		return nil, fmt.Errorf("%w: the checkpoint could not backfill every frame (a reader holds them)", ErrNotSettled)
 	}
 	st := &State{TXID: db.txid, TXIDTS: db.txidTS, Pos: db.pos, Ino: db.ino, WALSize: -1}
 	fi, err := os.Stat(db.opts.Path)
@@ -117,7 +122,7 @@ func (db *DB) coolSealed(force bool) (*State, error) {
 	now := time.Now().UnixNano()
 	if fresh(now, mod) || fresh(now, ctim) {
 		if !force {
-			return nil, fmt.Errorf("%w: the database file was written just now", ErrNotIdle)
+			return nil, fmt.Errorf("%w: the database file was written just now", ErrNotSettled)
 		}
 	} else {
 		st.DBMod, st.DBCtim = mod, ctim

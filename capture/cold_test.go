@@ -56,7 +56,7 @@ func coolDB(t *testing.T, db *capture.DB) *capture.State {
 		if err == nil {
 			return st
 		}
-		if !errors.Is(err, capture.ErrNotIdle) || time.Now().After(deadline) {
+		if !errors.Is(err, capture.ErrNotSettled) || time.Now().After(deadline) {
 			t.Fatalf("cool: %v", err)
 		}
 		time.Sleep(200 * time.Millisecond)

@@ -114,6 +114,7 @@ type Walsync struct {
 	PollInterval    *time.Duration // poll-interval: how often WAL files are checked
 	SyncInterval    *time.Duration // sync-interval: default for replicas without one
 	CompactInterval *time.Duration // compact-interval: retention schedule (0: after each snapshot only)
+	StateFile       string         // state-file: written at a clean stop so the next start skips reading replicas
 	// GFS, when set (gfs: {…} or gfs: true), keeps snapshots
 	// grandfather-father-son instead of snapshot.retention.
 	GFS *GFS

@@ -114,7 +114,7 @@ var (
 	}
 	// walsyncKeys are the keys of the walsync block, for the hint when one
 	// is written at the top level.
-	walsyncKeys = []string{"hot-set", "idle-timeout", "workers", "sweep-interval", "poll-interval", "compact-interval", "gfs"}
+	walsyncKeys = []string{"hot-set", "idle-timeout", "workers", "sweep-interval", "poll-interval", "compact-interval", "gfs", "state-file"}
 )
 
 const (
@@ -333,6 +333,13 @@ func (p *parser) walsync(w *Walsync, f field) (replica field, sync *time.Duratio
 		},
 		"gfs":     func(f field) { w.GFS = p.gfs(f) },
 		"replica": func(f field) { replica = f },
+		"state-file": func(f field) {
+			if f.val.Kind != yaml.ScalarNode || f.val.Value == "" {
+				p.errorf(f.val, f.path, "key %s: give a file path", f.path)
+				return
+			}
+			w.StateFile = p.localPath(f, f.val.Value)
+		},
 	}})
 	return replica, sync, syncF
 }

@@ -300,3 +300,74 @@ func TestManyDatabases(t *testing.T) {
 		}
 	}
 }
+
+// TestStateFile: after a clean stop with a state file, a restart reads no
+// replica for unchanged databases, still ships what changed while stopped,
+// and a damaged state file only costs the replica reads.
+func TestStateFile(t *testing.T) {
+	const n = 30
+	dir := t.TempDir()
+	root := filepath.Join(dir, "tenants")
+	var paths []string
+	for i := 0; i < n; i++ {
+		p := filepath.Join(root, fmt.Sprintf("t%02d", i), "app.db")
+		newAppDB(t, p, "start").Close()
+		paths = append(paths, p)
+	}
+	var requests atomic.Int64
+	replica := counting{Client: file.New(filepath.Join(dir, "replica")), n: &requests, writes: &sync.Map{}}
+	src, _ := discover.Source{Dir: root, Recursive: true}.Normalize()
+	stateFile := filepath.Join(dir, "state", "walsync.state")
+	opts := engine.Options{Sources: []engine.Source{{Source: src, Client: replica}}, StateFile: stateFile,
+		SyncInterval: 100 * time.Millisecond, PollInterval: 20 * time.Millisecond, IdleTimeout: 300 * time.Millisecond}
+	r := start(t, opts)
+	waitUntil(t, 30*time.Second, func() bool { st := r.status(t); return st.Databases == n && st.MaxLag == 0 }, "first sync of every database")
+	r.stop(t)
+	if _, err := os.Stat(stateFile); err != nil {
+		t.Fatalf("no state file after a clean stop: %v", err)
+	}
+
+	// Changed while stopped.
+	w, err := sql.Open("sqlite3", "file:"+paths[3]+"?_busy_timeout=5000")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := w.Exec("INSERT INTO t (v) VALUES ('while stopped')"); err != nil {
+		t.Fatal(err)
+	}
+
+	before := requests.Load()
+	r = start(t, opts)
+	waitUntil(t, 30*time.Second, func() bool { st := r.status(t); return st.Databases == n && st.MaxLag == 0 && st.Cold == n },
+		"restart to settle")
+	if _, err := os.Stat(stateFile); !os.IsNotExist(err) {
+		t.Fatalf("the state file must be deleted once read: %v", err)
+	}
+	// One upload (and the reads it needs) for the changed database, none
+	// for the others.
+	if got := requests.Load() - before; got > 3 {
+		t.Fatalf("restart with a state file made %d storage requests for %d databases, one of them changed", got, n)
+	}
+	if got, want := restored(t, replica.Sub("t03/app.db")), rows(t, paths[3]); got != want {
+		t.Fatalf("the database changed while stopped restores %q, has %q", got, want)
+	}
+	w.Close()
+	r.stop(t)
+
+	// A damaged state file: ignored, every replica read, nothing wrong.
+	if err := os.WriteFile(stateFile, []byte(`{"version":1,"dbs":[{"path":`), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	before = requests.Load()
+	r = start(t, opts)
+	waitUntil(t, 30*time.Second, func() bool { st := r.status(t); return st.Databases == n && st.MaxLag == 0 }, "restart after damage")
+	if got := requests.Load() - before; got < n {
+		t.Fatalf("with a damaged state file only %d requests for %d databases: the replicas were not read", got, n)
+	}
+	r.stop(t)
+	for i, p := range paths {
+		if got, want := restored(t, replica.Sub(fmt.Sprintf("t%02d/app.db", i))), rows(t, p); got != want {
+			t.Fatalf("t%02d: replica restores %q, database has %q", i, got, want)
+		}
+	}
+}

@@ -81,8 +81,11 @@ type Options struct {
 	RetentionInterval time.Duration
 	// NoFileEvents turns inotify off: changes are found by stat sweeps only.
 	NoFileEvents bool
-	Capture      capture.Options
-	Logger       *slog.Logger
+	// StateFile, when set, is written at a clean stop and read (then
+	// deleted) at start, so a restart need not read every replica.
+	StateFile string
+	Capture   capture.Options
+	Logger    *slog.Logger
 }
 
 type entry struct {
@@ -209,12 +212,12 @@ const (
 type job struct {
 	e       *entry
 	kind    jobKind
-	db      *capture.DB    // the database before the job; the result's after it
-	cold    *capture.State // likewise
-	counted bool           // in Engine.hot: open, or being opened
-	force bool              // jobCool: even if the state will not prove much
-	level int               // jobCompact: into Options.Levels[level-1]
-	last  *storage.FileInfo // that level's last output, if known
+	db      *capture.DB       // the database before the job; the result's after it
+	cold    *capture.State    // likewise
+	counted bool              // in Engine.hot: open, or being opened
+	force   bool              // jobCool: even if the state will not prove much
+	level   int               // jobCompact: into Options.Levels[level-1]
+	last    *storage.FileInfo // that level's last output, if known
 }
 
 type result struct {
@@ -260,6 +263,9 @@ func (eng *Engine) Run(ctx context.Context) error {
 		eng.add(d, nil)
 	}
 	eng.rescan()
+	if eng.opts.StateFile != "" {
+		eng.loadState(time.Now())
+	}
 
 	jobs := make(chan job)
 	results := make(chan result, eng.opts.Workers)
@@ -383,6 +389,11 @@ func (eng *Engine) finalSync(ctx context.Context) error {
 	}
 	close(next)
 	wg.Wait()
+	if eng.opts.StateFile != "" {
+		if err := eng.saveState(); err != nil {
+			eng.log.Warn("could not save state; the next start reads every replica", "error", err)
+		}
+	}
 	return errors.Join(errs...)
 }
 
@@ -402,8 +413,20 @@ func (eng *Engine) syncAndClose(ctx context.Context, e *entry) error {
 			errs = append(errs, fmt.Errorf("final sync of %s: %w", e.Path, err))
 		}
 	}
+	// With a state file, release it the way idle databases are released,
+	// so the next start can resume from the state.
+	e.db, e.cold = nil, nil
+	if eng.opts.StateFile != "" && len(errs) == 0 && !e.removed {
+		if st, err := db.Cool(ctx, true); err == nil {
+			e.cold, e.dirty = st, false
+			return nil
+		}
+	}
 	if err := db.Close(ctx); err != nil {
 		errs = append(errs, fmt.Errorf("close %s: %w", e.Path, err))
+	}
+	if len(errs) > 0 {
+		e.failures++
 	}
 	return errors.Join(errs...)
 }
@@ -974,11 +997,13 @@ func (eng *Engine) finish(r result) {
 
 // failed records a failed job and schedules its retry.
 func (eng *Engine) failed(e *entry, r result, now time.Time) {
-	if r.kind == jobCool && errors.Is(r.err, capture.ErrNotIdle) {
-		// Not an error: try again once file times can prove something, or
-		// sync first if something new was committed.
+	if r.kind == jobCool && (errors.Is(r.err, capture.ErrNotIdle) || errors.Is(r.err, capture.ErrNotSettled)) {
+		// Not an error: sync first if something new was committed; try
+		// again once file times can prove something.
 		e.coolAt = now.Add(3 * time.Second)
-		eng.markDirty(e, now)
+		if errors.Is(r.err, capture.ErrNotIdle) {
+			eng.markDirty(e, now)
+		}
 		return
 	}
 	if isFDLimit(r.err) && eng.hotCap > 1 {

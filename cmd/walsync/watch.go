@@ -45,6 +45,7 @@ func runWatch(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	fs.IntVar(&g.Weekly, "weekly", compact.DefaultGFS.Weekly, "with --gfs: weekly snapshots kept")
 	fs.IntVar(&g.Monthly, "monthly", compact.DefaultGFS.Monthly, "with --gfs: monthly snapshots kept")
 	logLevel := fs.String("log-level", "info", "debug, info, warn or error")
+	stateFile := fs.String("state-file", "", "save each database's replica position here at a clean stop, so the next start reads no replica (the file is deleted when read: a crash leaves none)")
 	configPath := fs.String("config", "", "read databases, replicas and settings from a Litestream-style YAML `FILE` (/etc/litestream.yml works as is); flags given too override it")
 	paths, err := parse(fs, args)
 	if err != nil {
@@ -85,6 +86,9 @@ func runWatch(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		setDur(compactInterval, "compact-interval", cfg.Walsync.CompactInterval)
 		if cfg.Walsync.PollInterval != nil {
 			pollInterval = *cfg.Walsync.PollInterval
+		}
+		if cfg.Walsync.StateFile != "" && unset("state-file") {
+			*stateFile = cfg.Walsync.StateFile
 		}
 		setInt(hotSet, "hot-set", cfg.Walsync.HotSet)
 		setInt(workers, "workers", cfg.Walsync.Workers)
@@ -186,8 +190,8 @@ func runWatch(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		Databases: dbs, Sources: sources, SyncInterval: *syncInterval, SnapshotInterval: si, Workers: *workers,
 		HotSet: *hotSet, IdleTimeout: orNever(*idleTimeout), SweepInterval: *sweepInterval, PollInterval: pollInterval,
 		Levels: lv, L0Retention: orNever(*l0Retention), SnapshotRetention: orNever(*snapRetention), GFS: gfsPolicy,
-		RetentionInterval: *compactInterval,
-		Capture:           capture.Options{}, Logger: log,
+		RetentionInterval: *compactInterval, StateFile: *stateFile,
+		Capture: capture.Options{}, Logger: log,
 	})
 	if err != nil {
 		return err
