@@ -608,6 +608,10 @@ func (eng *Engine) fileMoved(e *entry, now time.Time) {
 		eng.markDirty(e, now)
 		return
 	}
+	if e.removed {
+		e.removed = false // back before it was forgotten
+		eng.log.Info("database is back", "db", e.Path)
+	}
 	if ino := fi.Sys().(*syscall.Stat_t).Ino; ino != e.ino {
 		if e.ino != 0 {
 			eng.log.Warn("database file was replaced by another file (new inode); replicating it as a new state of the same database with a full snapshot", "db", e.Path)
