@@ -144,6 +144,8 @@ type Engine struct {
 	rescanAt   time.Time
 	snapshots  int // snapshot jobs in flight
 	fullWarned time.Time
+	cooled     int       // databases released since the last trim of the C heap
+	trimmed    time.Time // when the C heap was last trimmed
 }
 
 // New checks opts and returns an engine.
@@ -957,6 +959,12 @@ func (eng *Engine) finish(r result) {
 	e.failures, e.lastErr = 0, ""
 	switch r.kind {
 	case jobCool, jobClose:
+		// Released connections' memory stays in the C heap unless trimmed;
+		// after a wave of releases, hand it back (at most every 10 s).
+		if eng.cooled++; eng.cooled >= 16 && now.Sub(eng.trimmed) > 10*time.Second || eng.hot == 0 && eng.cooled > 0 {
+			capture.TrimCHeap()
+			eng.cooled, eng.trimmed = 0, now
+		}
 		return
 	case jobRetention:
 		e.retained, e.changedRetained = now, false
@@ -1005,6 +1013,7 @@ func (eng *Engine) failed(e *entry, r result, now time.Time) {
 		// Not an error: sync first if something new was committed; try
 		// again once file times can prove something.
 		e.coolAt = now.Add(3 * time.Second)
+		eng.log.Debug("not released yet", "db", e.Path, "reason", r.err)
 		if errors.Is(r.err, capture.ErrNotIdle) {
 			eng.markDirty(e, now)
 		}

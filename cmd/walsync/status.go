@@ -9,6 +9,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"net/http/pprof"
 	"text/tabwriter"
 	"time"
 
@@ -49,6 +50,9 @@ func serveStatus(ctx context.Context, addr string, eng *engine.Engine, log *slog
 		enc.SetIndent("", "  ")
 		_ = enc.Encode(st)
 	})
+	// Profiles, for "where does the memory go" on a live process.
+	mux.HandleFunc("GET /debug/pprof/", pprof.Index)
+	mux.HandleFunc("GET /debug/pprof/profile", pprof.Profile)
 	srv := &http.Server{Handler: mux, ReadHeaderTimeout: 5 * time.Second, BaseContext: func(net.Listener) context.Context { return ctx }}
 	go func() {
 		if err := srv.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
