@@ -57,7 +57,40 @@ func main() {
 	history := flag.Bool("history", false, "simulated day: both tools side by side with intervals divided by --scale, then timestamp restores (see history.go)")
 	scale := flag.Float64("scale", 60, "--history: divide 24 h and every compaction/retention interval by this")
 	restoreDBs := flag.Int("restore-dbs", 3, "--history: databases per tool restored to each target")
+	scaleMode := flag.Bool("scale-mode", false, "issue 4's scale cases, both tools side by side (see scale.go; run.sh --scale)")
+	var so scaleOpts
+	cases := flag.String("cases", "10x100%,1000x10%,10000x1%,idle1000", "--scale-mode: NxP% (N DBs, P% writing) or idleN, comma-separated")
+	replicas := flag.String("replica", "both", "--scale-mode: s3, file or both")
+	flag.DurationVar(&so.idle, "idle", 10*time.Minute, "--scale-mode: length of the idle window of idleN cases")
+	flag.DurationVar(&so.settle, "settle", 30*time.Second, "--scale-mode: idle cases wait this long after start-up before counting")
+	flag.DurationVar(&so.startTimeout, "start-timeout", 3*time.Minute, "--scale-mode: longest wait for the watch sample after start")
+	flag.DurationVar(&so.statusEvery, "status-interval", 5*time.Second, "--scale-mode: how often walsync's /status and Litestream's /metrics are read")
+	flag.IntVar(&so.watchSample, "watch-sample", 20, "--scale-mode: databases written right after start to time 'all watched'")
+	flag.IntVar(&so.restoreExtra, "restore-extra", 10, "--scale-mode: untouched databases restored besides the probed ones")
+	flag.StringVar(&so.walsyncDir, "walsync-dir", "auto", "--scale-mode: run walsync with --dir (yes, no, auto: when watch -h lists it)")
 	flag.Parse()
+	if *scaleMode {
+		var err error
+		if so.cases, err = parseScaleCases(*cases); err != nil {
+			fatalf("--cases: %v", err)
+		}
+		switch *replicas {
+		case "s3", "file":
+			so.replicas = []string{*replicas}
+		case "both":
+			so.replicas = []string{"s3", "file"}
+		default:
+			fatalf("--replica: want s3, file or both")
+		}
+		if so.walsyncDir != "auto" && so.walsyncDir != "yes" && so.walsyncDir != "no" {
+			fatalf("--walsync-dir: want auto, yes or no")
+		}
+		probeSet := false
+		flag.Visit(func(f *flag.Flag) { probeSet = probeSet || f.Name == "probe-interval" })
+		if !probeSet {
+			c.probeEvery = 100 * time.Millisecond
+		}
+	}
 	for _, s := range strings.Split(dbs, ",") {
 		n, err := strconv.Atoi(strings.TrimSpace(s))
 		if err != nil || n < 1 {
@@ -74,6 +107,12 @@ func main() {
 	}
 	if c.walsync == "" || c.versitygw == "" || (c.litestream == "" && contains(c.tools, "litestream")) {
 		fatalf("--walsync, --versitygw and --litestream are required")
+	}
+	if *scaleMode {
+		if !runScale(&c, &so) {
+			os.Exit(1)
+		}
+		return
 	}
 	if *history {
 		if *scale <= 0 {

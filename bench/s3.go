@@ -2,6 +2,8 @@ package main
 
 import (
 	"context"
+	"io"
+	"log"
 	"net"
 	"net/http"
 	"net/http/httputil"
@@ -105,6 +107,15 @@ func startProxy(target string) (*countingProxy, error) {
 			MaxIdleConns:        512,
 			MaxIdleConnsPerHost: 512,
 			IdleConnTimeout:     90 * time.Second,
+		},
+		// A client that hangs up (a replicator stopping) is not ours to
+		// log; transport errors are counted as 502s.
+		ErrorLog: log.New(io.Discard, "", 0),
+		ErrorHandler: func(w http.ResponseWriter, r *http.Request, err error) {
+			p.mu.Lock()
+			p.errs[http.StatusBadGateway]++
+			p.mu.Unlock()
+			w.WriteHeader(http.StatusBadGateway)
 		},
 		ModifyResponse: func(resp *http.Response) error {
 			if resp.StatusCode >= 300 {

@@ -72,13 +72,13 @@ type DB struct {
 	opts Options
 	log  *slog.Logger
 
-	mu      sync.Mutex
-	dbFile  *os.File // held while the connections are open: closing an fd would drop SQLite's POSIX locks
-	walFile *os.File // open only during a call (SQLite takes no POSIX locks on the WAL)
-	pin     *conn
+	mu       sync.Mutex
+	dbFile   *os.File // held while the connections are open: closing an fd would drop SQLite's POSIX locks
+	walFile  *os.File // open only during a call (SQLite takes no POSIX locks on the WAL)
+	pin      *conn
 	sealConn *conn // open only while sealed
-	ino     uint64
-	pageSz  uint32
+	ino      uint64
+	pageSz   uint32
 
 	// Captured state: pos is the WAL position the last captured LTX file
 	// (TXID txid) ends at; havePos is false until a snapshot is taken.

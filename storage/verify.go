@@ -4,8 +4,10 @@ import (
 	"bufio"
 	"crypto/sha256"
 	"encoding/hex"
+	"errors"
 	"fmt"
 	"io"
+	"io/fs"
 	"os"
 	"time"
 
@@ -80,8 +82,19 @@ func (c *countingReader) Read(p []byte) (int, error) {
 
 // CreateUnlinkedTemp creates a temp file in dir ("" = the OS default) and
 // removes its name at once, so the space is freed however the process ends.
+// A missing dir (a staging directory on a tmpfs emptied by a reboot or a
+// cleaner) is created again rather than failing every sync until restart.
 func CreateUnlinkedTemp(dir string) (*os.File, error) {
 	f, err := os.CreateTemp(dir, "walsync-*.tmp")
+	if errors.Is(err, fs.ErrNotExist) {
+		d := dir
+		if d == "" {
+			d = os.TempDir()
+		}
+		if merr := os.MkdirAll(d, 0o700); merr == nil {
+			f, err = os.CreateTemp(dir, "walsync-*.tmp")
+		}
+	}
 	if err != nil {
 		return nil, fmt.Errorf("create temp file: %w", err)
 	}

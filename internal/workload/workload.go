@@ -50,10 +50,33 @@ type txn struct {
 
 // Workload runs the writers and keeps their records.
 type Workload struct {
-	opts Options
-	mu   sync.Mutex
-	log  map[int64][]txn // writer -> committed transactions in order
-	errs []error
+	opts  Options
+	mu    sync.Mutex
+	log   map[int64][]txn // writer -> committed transactions in order
+	state map[int64]*writerState
+	errs  []error
+}
+
+// writerState is where a writer stands, so that a later Run continues its
+// sequence numbers and row IDs instead of starting over (which would reuse
+// them and corrupt the record).
+type writerState struct {
+	r      *rand.Rand
+	live   map[int64]bool
+	nextID int64
+}
+
+// writer returns writer w's state, creating it on first use. Its next
+// sequence number is one more than its committed transactions.
+func (wl *Workload) writer(w int64) (*writerState, int64) {
+	wl.mu.Lock()
+	defer wl.mu.Unlock()
+	st := wl.state[w]
+	if st == nil {
+		st = &writerState{r: rand.New(rand.NewPCG(wl.opts.Seed, uint64(w))), live: map[int64]bool{}}
+		wl.state[w] = st
+	}
+	return st, int64(len(wl.log[w])) + 1
 }
 
 // Create makes a new WAL-mode database with the workload's schema.
@@ -82,7 +105,7 @@ func New(opts Options) *Workload {
 	if opts.MaxBlob <= 0 {
 		opts.MaxBlob = 1 << 20
 	}
-	return &Workload{opts: opts, log: map[int64][]txn{}}
+	return &Workload{opts: opts, log: map[int64][]txn{}, state: map[int64]*writerState{}}
 }
 
 // Committed returns how many transactions each writer committed.
@@ -105,7 +128,8 @@ func (wl *Workload) Total() int64 {
 	return n
 }
 
-// Run writes until ctx ends. It returns the first unexpected error.
+// Run writes until ctx ends. It returns the first unexpected error. A later
+// Run (not a concurrent one) continues where the previous one stopped.
 func (wl *Workload) Run(ctx context.Context) error {
 	var wg sync.WaitGroup
 	for i := 0; i < wl.opts.Writers; i++ {
@@ -236,10 +260,9 @@ func (wl *Workload) runWriter(ctx context.Context, w int64) error {
 	}
 	defer db.Close()
 	db.SetMaxOpenConns(1)
-	r := rand.New(rand.NewPCG(wl.opts.Seed, uint64(w)))
-	live := map[int64]bool{}
-	var nextID int64
-	for seq := int64(1); ctx.Err() == nil; {
+	st, seq := wl.writer(w)
+	r, live := st.r, st.live
+	for ctx.Err() == nil {
 		wl.pause(ctx, r)
 		if wl.opts.Vacuum && r.IntN(200) == 0 {
 			if _, err := db.Exec("VACUUM"); err != nil && !isBusy(err) {
@@ -247,7 +270,7 @@ func (wl *Workload) runWriter(ctx context.Context, w int64) error {
 			}
 			continue
 		}
-		changes := wl.plan(r, w, seq, live, &nextID, wl.opts.MaxBlob)
+		changes := wl.plan(r, w, seq, live, &st.nextID, wl.opts.MaxBlob)
 		rollback := r.IntN(20) == 0
 		committed, err := wl.apply(db, w, seq, changes, rollback)
 		if err != nil {
@@ -330,12 +353,11 @@ func (wl *Workload) runExternal(ctx context.Context, w int64) error {
 	if _, err := io.WriteString(stdin, ".timeout 10000\n"); err != nil {
 		return err
 	}
-	r := rand.New(rand.NewPCG(wl.opts.Seed, uint64(w)))
-	live := map[int64]bool{}
-	var nextID int64
-	for seq := int64(1); ctx.Err() == nil; {
+	st, seq := wl.writer(w)
+	r, live := st.r, st.live
+	for ctx.Err() == nil {
 		wl.pause(ctx, r)
-		changes := wl.plan(r, w, seq, live, &nextID, 32<<10)
+		changes := wl.plan(r, w, seq, live, &st.nextID, 32<<10)
 		var sb strings.Builder
 		sb.WriteString("BEGIN IMMEDIATE;\n")
 		for _, c := range changes {
