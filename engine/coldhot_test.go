@@ -371,3 +371,29 @@ func TestStateFile(t *testing.T) {
 		}
 	}
 }
+
+// TestSweepOnly: without file events (a filesystem without inotify, or
+// the watch limit reached), the stat sweep still wakes cold databases and
+// the rescan still finds new ones.
+func TestSweepOnly(t *testing.T) {
+	dir := t.TempDir()
+	root := filepath.Join(dir, "tenants")
+	p1 := filepath.Join(root, "t1", "app.db")
+	app := newAppDB(t, p1, "one")
+	replica := file.New(filepath.Join(dir, "replica"))
+	src, _ := discover.Source{Dir: root, Recursive: true}.Normalize()
+	r := start(t, engine.Options{Sources: []engine.Source{{Source: src, Client: replica}}, NoFileEvents: true,
+		SyncInterval: 100 * time.Millisecond, PollInterval: 20 * time.Millisecond, IdleTimeout: 300 * time.Millisecond,
+		SweepInterval: 500 * time.Millisecond})
+	waitUntil(t, 20*time.Second, func() bool { d, _ := r.db(t, p1); return d.State == "cold" }, "t1 to go cold")
+	if st := r.status(t); st.SweepOnly == "" {
+		t.Fatal("status does not say changes are found by sweeps only")
+	}
+	if _, err := app.Exec("INSERT INTO t (v) VALUES ('while cold')"); err != nil {
+		t.Fatal(err)
+	}
+	newAppDB(t, filepath.Join(root, "t2", "app.db"), "two")
+	waitUntil(t, 20*time.Second, func() bool {
+		return restored(t, replica.Sub("t1/app.db")) == "1=one,2=while cold," && restored(t, replica.Sub("t2/app.db")) == "1=two,"
+	}, "the sweep to find the change and the rescan the new database")
+}
