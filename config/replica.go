@@ -14,6 +14,8 @@ import (
 	"time"
 
 	"gopkg.in/yaml.v3"
+
+	"github.com/walsync/walsync/storage/s3"
 )
 
 // Replica is where a database is replicated: an S3 bucket and key prefix
@@ -90,7 +92,7 @@ func (r Replica) String() string {
 	}
 	var opts []string
 	if r.Endpoint != "" {
-		opts = append(opts, "endpoint "+redactURL(r.Endpoint))
+		opts = append(opts, "endpoint "+s3.RedactUserinfo(r.Endpoint))
 	}
 	if r.Region != "" {
 		opts = append(opts, "region "+r.Region)
@@ -131,7 +133,7 @@ func (r Replica) LogValue() slog.Value {
 	}
 	attrs := []slog.Attr{slog.String("url", u)}
 	if r.Endpoint != "" {
-		attrs = append(attrs, slog.String("endpoint", redactURL(r.Endpoint)))
+		attrs = append(attrs, slog.String("endpoint", s3.RedactUserinfo(r.Endpoint)))
 	}
 	if r.Region != "" {
 		attrs = append(attrs, slog.String("region", r.Region))
@@ -314,7 +316,7 @@ func (p *parser) resolveReplica(f field, k, g *replicaKeys) (*Replica, bool) {
 	if k.url != "" {
 		n, key := at("url")
 		if !schemeRE.MatchString(k.url) {
-			p.errorf(n, key, "key %s: %q is not a URL: expected s3://bucket/path or file:///dir (a directory goes in path:)", key, redactURL(k.url))
+			p.errorf(n, key, "key %s: %q is not a URL: expected s3://bucket/path or file:///dir (a directory goes in path:)", key, s3.RedactUserinfo(k.url))
 			return nil, false
 		}
 		scheme := strings.ToLower(k.url[:strings.Index(k.url, "://")])
@@ -360,7 +362,7 @@ func (p *parser) resolveFile(f field, r *Replica, k *replicaKeys, at func(string
 		n, key := at("url")
 		u, err := url.Parse(k.url)
 		if err != nil || (u.Host != "" && u.Host != "localhost") || u.Path == "" {
-			p.errorf(n, key, "key %s: invalid file URL %q: expected file:///absolute/dir", key, redactURL(k.url))
+			p.errorf(n, key, "key %s: invalid file URL %q: expected file:///absolute/dir", key, s3.RedactUserinfo(k.url))
 			return false
 		}
 		dir = path.Clean(u.Path)
@@ -403,7 +405,7 @@ func (p *parser) resolveS3(f field, r *Replica, k, g *replicaKeys, at func(strin
 		}
 		u, err := url.Parse(k.url)
 		if err != nil {
-			p.errorf(n, key, "key %s: invalid URL %q: expected s3://bucket/path", key, redactURL(k.url))
+			p.errorf(n, key, "key %s: invalid URL %q: expected s3://bucket/path", key, s3.RedactUserinfo(k.url))
 			return false
 		}
 		if u.User != nil {
@@ -466,7 +468,7 @@ func (p *parser) resolveS3(f field, r *Replica, k, g *replicaKeys, at func(strin
 	if r.Endpoint != "" {
 		if u, err := url.Parse(r.Endpoint); err != nil || u.Host == "" || u.User != nil {
 			n, key := at("endpoint")
-			p.errorf(n, key, "key %s: invalid endpoint %q: expected a URL such as https://s3.example.com or a host[:port]", key, redactURL(r.Endpoint))
+			p.errorf(n, key, "key %s: invalid endpoint %q: expected a URL such as https://s3.example.com or a host[:port]", key, s3.RedactUserinfo(r.Endpoint))
 			ok = false
 		}
 	}
@@ -564,20 +566,4 @@ func ensureScheme(endpoint string) string {
 		return "http://" + endpoint
 	}
 	return "https://" + endpoint
-}
-
-// redactURL hides the user-info part of a URL (user:secret@).
-func redactURL(raw string) string {
-	scheme, rest, ok := strings.Cut(raw, "://")
-	if !ok {
-		return raw
-	}
-	end := strings.IndexAny(rest, "/?#")
-	if end < 0 {
-		end = len(rest)
-	}
-	if at := strings.LastIndex(rest[:end], "@"); at >= 0 {
-		return scheme + "://REDACTED@" + rest[at+1:]
-	}
-	return raw
 }
