@@ -231,22 +231,32 @@ func TestColdBurst(t *testing.T) {
 	}
 }
 
+// tenants makes n databases <dir>/tenants/<name>/app.db, each with one
+// row, and a counting file replica for them.
+func tenants(t *testing.T, n int, name string) (string, []string, discover.Source, counting, *atomic.Int64) {
+	dir := t.TempDir()
+	root := filepath.Join(dir, "tenants")
+	var paths []string
+	for i := 0; i < n; i++ {
+		p := filepath.Join(root, fmt.Sprintf(name, i), "app.db")
+		newAppDB(t, p, "start").Close()
+		paths = append(paths, p)
+	}
+	requests := &atomic.Int64{}
+	replica := counting{Client: file.New(filepath.Join(dir, "replica")), n: requests, writes: &sync.Map{}}
+	src, err := discover.Source{Dir: root, Recursive: true}.Normalize()
+	if err != nil {
+		t.Fatal(err)
+	}
+	return dir, paths, src, replica, requests
+}
+
 // TestManyDatabases: a few hundred databases with a small hot set: idle
 // ones go cold, random ones are written, and at the end every one restores
 // to exactly its rows.
 func TestManyDatabases(t *testing.T) {
 	const n = 200
-	dir := t.TempDir()
-	root := filepath.Join(dir, "tenants")
-	var paths []string
-	for i := 0; i < n; i++ {
-		p := filepath.Join(root, fmt.Sprintf("t%03d", i), "app.db")
-		newAppDB(t, p, "start").Close()
-		paths = append(paths, p)
-	}
-	var requests atomic.Int64
-	replica := counting{Client: file.New(filepath.Join(dir, "replica")), n: &requests, writes: &sync.Map{}}
-	src, _ := discover.Source{Dir: root, Recursive: true}.Normalize()
+	_, paths, src, replica, requests := tenants(t, n, "t%03d")
 	r := start(t, engine.Options{Sources: []engine.Source{{Source: src, Client: replica}},
 		SyncInterval: 100 * time.Millisecond, PollInterval: 20 * time.Millisecond, IdleTimeout: 300 * time.Millisecond,
 		HotSet: 16, Workers: 4})
@@ -306,17 +316,7 @@ func TestManyDatabases(t *testing.T) {
 // and a damaged state file only costs the replica reads.
 func TestStateFile(t *testing.T) {
 	const n = 30
-	dir := t.TempDir()
-	root := filepath.Join(dir, "tenants")
-	var paths []string
-	for i := 0; i < n; i++ {
-		p := filepath.Join(root, fmt.Sprintf("t%02d", i), "app.db")
-		newAppDB(t, p, "start").Close()
-		paths = append(paths, p)
-	}
-	var requests atomic.Int64
-	replica := counting{Client: file.New(filepath.Join(dir, "replica")), n: &requests, writes: &sync.Map{}}
-	src, _ := discover.Source{Dir: root, Recursive: true}.Normalize()
+	dir, paths, src, replica, requests := tenants(t, n, "t%02d")
 	stateFile := filepath.Join(dir, "state", "walsync.state")
 	opts := engine.Options{Sources: []engine.Source{{Source: src, Client: replica}}, StateFile: stateFile,
 		SyncInterval: 100 * time.Millisecond, PollInterval: 20 * time.Millisecond, IdleTimeout: 300 * time.Millisecond}
