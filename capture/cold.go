@@ -49,8 +49,9 @@ var ErrNotSettled = errors.New("database is not settled")
 const coolFreshness = 2 * time.Second
 
 // Cool lets the database go cold: under the seal it captures to the WAL's
-// end (nothing may be pending), ends the pin, checkpoints the WAL, records
-// the files' state, and then closes every connection and fd. On success the
+// end (nothing may be pending), ends the pin, checkpoints the WAL (unless
+// forced), records the files' state, and then closes every connection and
+// fd. On success the
 // DB is closed and the returned State resumes it (Options.Resume).
 //
 // Unless force is set, it refuses (ErrNotSettled) while the checkpoint cannot
@@ -104,14 +105,20 @@ func (db *DB) coolSealed(force bool) (*State, error) {
 	if err := db.pin.end(); err != nil {
 		return nil, err
 	}
-	r, err := db.pin.queryInts("PRAGMA wal_checkpoint(PASSIVE)")
-	if err != nil {
-		return nil, fmt.Errorf("checkpoint: %w", err)
-	}
-	// The checkpoint left db.pos where it was (PASSIVE never restarts).
-	backfilled := len(r) == 3 && r[1] == r[2]
-	if !backfilled && !force {
-		return nil, fmt.Errorf("%w: the checkpoint could not backfill every frame (a reader holds them)", ErrNotSettled)
+	// A checkpoint now lets the application's next write restart the WAL
+	// from the captured state, the case that wakes without a resync. A
+	// forced release skips it: writing the database file would make its
+	// times too fresh to prove anything, and without walsync's pin SQLite's
+	// own auto-checkpoint keeps the WAL bounded.
+	if !force {
+		r, err := db.pin.queryInts("PRAGMA wal_checkpoint(PASSIVE)")
+		if err != nil {
+			return nil, fmt.Errorf("checkpoint: %w", err)
+		}
+		// PASSIVE never restarts the WAL: db.pos still holds.
+		if len(r) != 3 || r[1] != r[2] {
+			return nil, fmt.Errorf("%w: the checkpoint could not backfill every frame (a reader holds them)", ErrNotSettled)
+		}
 	}
 	st := &State{TXID: db.txid, TXIDTS: db.txidTS, Pos: db.pos, Ino: db.ino, WALSize: -1}
 	fi, err := os.Stat(db.opts.Path)

@@ -196,3 +196,53 @@ func TestColdWake(t *testing.T) {
 		})
 	}
 }
+
+// TestForcedCoolKeepsProof: a forced release (hot set full) does not
+// checkpoint, so the database file's times stay old and trustworthy, and
+// writes after it wake without a resync.
+func TestForcedCoolKeepsProof(t *testing.T) {
+	ctx := context.Background()
+	path, app := newDB(t)
+	mustExec(t, app, "INSERT INTO t (v) VALUES ('before')")
+	app.Close()
+	time.Sleep(2500 * time.Millisecond) // let the file's times age
+	app = openApp(t, path)
+	client := file.New(t.TempDir())
+	db, err := capture.Open(ctx, capture.Options{Path: path, Client: client})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := db.Sync(ctx); err != nil {
+		t.Fatal(err)
+	}
+	mustExec(t, app, "INSERT INTO t (v) VALUES ('hot')")
+	if _, err := db.Sync(ctx); err != nil {
+		t.Fatal(err)
+	}
+	st, err := db.Cool(ctx, true)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if st.DBMod == 0 {
+		t.Fatal("a forced release wrote the database file (its times are untrusted)")
+	}
+	for i := 0; i < 10; i++ {
+		mustExec(t, app, "INSERT INTO t (v) VALUES (?)", fmt.Sprint("cold ", i))
+	}
+	db, err = capture.Open(ctx, capture.Options{Path: path, Client: client, Resume: st})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close(ctx)
+	res, err := db.Sync(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if res.Snapshot {
+		t.Fatalf("woke with a resync: %s", res.Reason)
+	}
+	got, _ := restoreTo(t, client, restore.Target{})
+	if dump(t, got) != dump(t, path) {
+		t.Fatal("restore differs from the database")
+	}
+}
