@@ -107,9 +107,14 @@ type entry struct {
 	coolAt   time.Time // not before: a cooling attempt
 	txid     uint64
 	// Snapshots: when the last one was taken and whether anything was
-	// synced since.
+	// synced since; spread offsets this database's schedule.
 	lastSnapshot time.Time
 	changedSince bool
+	spread       time.Duration
+	// nextDue: before it, a cold database that has not changed has no
+	// timed work (snapshot, compaction, retention), so the scheduler's
+	// pass over thousands of them stays cheap.
+	nextDue time.Time
 	failures     int
 	retryAt      time.Time
 	lastErr      string
@@ -202,6 +207,9 @@ func New(opts Options) (*Engine, error) {
 
 type jobKind uint8
 
+// minPlanGap is the least time between two scheduling passes.
+const minPlanGap = 5 * time.Millisecond
+
 const (
 	jobSync jobKind = iota
 	jobSnapshot
@@ -285,27 +293,31 @@ func (eng *Engine) Run(ctx context.Context) error {
 	timer := time.NewTimer(0)
 	defer timer.Stop()
 	inFlight := 0
-	var nextPoll, wake time.Time
-	replan := true
+	var nextPoll, wake, lastPlan time.Time
+	replan, polling := true, false
 	for ctx.Err() == nil {
 		if eng.drainEvents() {
 			replan = true
 		}
 		now := time.Now()
-		polling := !now.Before(nextPoll)
-		if polling {
+		if !now.Before(nextPoll) {
 			nextPoll = now.Add(eng.opts.PollInterval)
 			eng.sweep(now)
-			replan = true
+			polling, replan = true, true
 		}
-		if replan {
+		// A pass over every database costs; results and events arriving
+		// together share one.
+		if replan && now.Sub(lastPlan) < minPlanGap {
+			wake = lastPlan.Add(minPlanGap)
+		} else if replan {
+			lastPlan = now
 			var queue []job
 			queue, wake = eng.plan(now, polling, eng.opts.Workers-inFlight)
 			for _, j := range queue {
 				jobs <- j // a worker is free: inFlight < Workers
 				inFlight++
 			}
-			replan = false
+			replan, polling = false, false
 		}
 		next := nextPoll
 		if wake.Before(next) {
@@ -325,7 +337,7 @@ func (eng *Engine) Run(ctx context.Context) error {
 			eng.finish(r)
 			replan = true
 		case ev := <-eng.events:
-			replan = eng.handleEvent(ev)
+			replan = eng.handleEvent(ev) || replan
 		case ch := <-eng.statusCh:
 			ch <- eng.status(time.Now())
 		case <-timer.C:
@@ -450,9 +462,15 @@ func (eng *Engine) add(d Database, src *Source) *entry {
 	for l := range e.compacted {
 		e.compacted[l] = now
 	}
+	if iv := eng.opts.SnapshotInterval; iv > 0 {
+		h := fnv.New32a()
+		h.Write([]byte(d.Path))
+		e.spread = time.Duration(uint64(h.Sum32()) * uint64(iv/10) >> 32)
+	}
 	if fi, err := os.Stat(d.Path); err == nil {
 		e.ino = fi.Sys().(*syscall.Stat_t).Ino
 	}
+	eng.updateNextDue(e)
 	eng.entries = append(eng.entries, e)
 	eng.byPath[d.Path] = e
 	eng.watchDir(filepath.Dir(d.Path))
@@ -676,6 +694,12 @@ func (eng *Engine) plan(now time.Time, polling bool, free int) ([]job, time.Time
 			}
 			continue
 		}
+		if e.db == nil && !e.dirty && now.Before(e.nextDue) {
+			if e.nextDue.Before(wake) {
+				wake = e.nextDue
+			}
+			continue
+		}
 		if polling && e.db != nil {
 			eng.poll(e, now)
 		}
@@ -800,17 +824,38 @@ func (eng *Engine) forgetRemoved() {
 }
 
 // snapshotDue: a database that changed since its last snapshot, one
-// interval after it, spread over a tenth of the interval so that many
-// databases do not snapshot at once.
+// interval after it, less its spread (up to a tenth of the interval, from
+// its path), so that many databases do not snapshot at once.
 func (eng *Engine) snapshotDue(e *entry, now time.Time) bool {
+	t, ok := eng.snapshotTime(e)
+	return ok && !now.Before(t)
+}
+
+func (eng *Engine) snapshotTime(e *entry) (time.Time, bool) {
 	iv := eng.opts.SnapshotInterval
 	if iv <= 0 || !e.changedSince || e.lastSnapshot.IsZero() {
-		return false
+		return time.Time{}, false
 	}
-	h := fnv.New32a()
-	h.Write([]byte(e.Path))
-	spread := time.Duration(uint64(h.Sum32()) * uint64(iv/10) >> 32)
-	return now.Sub(e.lastSnapshot) >= iv-spread
+	return e.lastSnapshot.Add(iv - e.spread), true
+}
+
+// updateNextDue sets when e's earliest timed job can come due.
+func (eng *Engine) updateNextDue(e *entry) {
+	next := time.Now().Add(365 * 24 * time.Hour)
+	if t, ok := eng.snapshotTime(e); ok && t.Before(next) {
+		next = t
+	}
+	if eng.opts.RetentionInterval > 0 && e.changedRetained {
+		if t := e.retained.Add(eng.opts.RetentionInterval); t.Before(next) {
+			next = t
+		}
+	}
+	for i, l := range eng.opts.Levels {
+		if t := e.compacted[i].Add(l.Interval); e.newFiles[i] && t.Before(next) {
+			next = t
+		}
+	}
+	e.nextDue = next
 }
 
 // poll marks e dirty when its WAL's size or modification time changed.
@@ -932,6 +977,11 @@ func (eng *Engine) compact(ctx context.Context, j job) (*storage.FileInfo, error
 
 // finish runs on the scheduler goroutine: only it touches entries.
 func (eng *Engine) finish(r result) {
+	eng.settle(r)
+	eng.updateNextDue(r.e)
+}
+
+func (eng *Engine) settle(r result) {
 	e := r.e
 	e.busy = false
 	now := time.Now()

@@ -67,6 +67,7 @@ func (eng *Engine) loadState(now time.Time) {
 		e.lastSnapshot, e.changedSince = s.LastSnapshot, s.ChangedSince
 		e.txid = uint64(st.TXID)
 		e.dirty = st.Changed(e.Path)
+		eng.updateNextDue(e)
 		if !e.dirty {
 			e.synced = sf.Saved
 		}
