@@ -827,6 +827,13 @@ func (db *DB) closeLocked() {
 // level in the order 0, 1, …, 9 holds the newest file: one listing when L0
 // has files.
 func latestFile(ctx context.Context, c storage.Client) (ltx.TXID, *ltx.Header, error) {
+	if ec, ok := c.(storage.EmptyChecker); ok {
+		if has, err := ec.HasFiles(ctx); err != nil {
+			return 0, nil, err
+		} else if !has {
+			return 0, nil, nil
+		}
+	}
 	for level := 0; level <= storage.MaxLevel; level++ {
 		it, err := c.LTXFiles(ctx, level, 0)
 		if err != nil {

@@ -174,6 +174,16 @@ func Collect(it FileIterator) ([]*FileInfo, error) {
 	return out, it.Close()
 }
 
+// EmptyChecker is implemented by backends that can tell with one request
+// whether a replica holds any LTX file of its own: a new database's replica
+// then costs one request at start instead of one listing per level. It may
+// answer true for objects below the replica's path that are not its own
+// (another replica nested below it); it never answers false for a replica
+// that has files.
+type EmptyChecker interface {
+	HasFiles(ctx context.Context) (bool, error)
+}
+
 // ReplicaLister is implemented by backends that can find the replicas below
 // a client: every sub-path that holds LTX files, relative to the client.
 type ReplicaLister interface {

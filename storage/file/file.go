@@ -56,6 +56,27 @@ func (c *Client) Sub(name string) storage.Client {
 	return &Client{root: filepath.Join(c.root, filepath.FromSlash(name))}
 }
 
+// HasFiles implements storage.EmptyChecker: whether any level directory
+// holds an entry.
+func (c *Client) HasFiles(ctx context.Context) (bool, error) {
+	levels, err := os.ReadDir(filepath.Join(c.root, "ltx"))
+	if errors.Is(err, os.ErrNotExist) {
+		return false, nil
+	} else if err != nil {
+		return false, err
+	}
+	for _, l := range levels {
+		ents, err := os.ReadDir(filepath.Join(c.root, "ltx", l.Name()))
+		if err != nil && !errors.Is(err, os.ErrNotExist) {
+			return false, err
+		}
+		if len(ents) > 0 {
+			return true, nil
+		}
+	}
+	return false, nil
+}
+
 // LevelDir returns the directory of one level.
 func (c *Client) LevelDir(level int) string {
 	return filepath.Join(c.root, "ltx", strconv.Itoa(level))

@@ -449,6 +449,29 @@ func (it *listIterator) Item() *storage.FileInfo { return it.item }
 func (it *listIterator) Err() error              { return it.err }
 func (it *listIterator) Close() error            { return nil }
 
+// HasFiles implements storage.EmptyChecker: one ListObjectsV2 of a single
+// key below the replica's path.
+func (c *Client) HasFiles(ctx context.Context) (bool, error) {
+	prefix := ""
+	if c.prefix != "" {
+		prefix = c.prefix + "/"
+	}
+	q := url.Values{"list-type": {"2"}, "prefix": {prefix}, "max-keys": {"1"}}
+	resp, err := c.s.do(ctx, &request{op: "list", method: http.MethodGet, query: q})
+	if err != nil {
+		return false, err
+	}
+	var out struct {
+		Contents []struct {
+			Key string `xml:"Key"`
+		} `xml:"Contents"`
+	}
+	if err := decodeXML(resp, &out); err != nil {
+		return false, fmt.Errorf("s3: list s3://%s/%s: %w", c.s.cfg.Bucket, prefix, err)
+	}
+	return len(out.Contents) > 0, nil
+}
+
 // DeleteLTXFiles implements storage.Client with DeleteObjects, 1,000 keys a
 // request.
 func (c *Client) DeleteLTXFiles(ctx context.Context, files []*storage.FileInfo) error {

@@ -99,6 +99,25 @@ func Run(t *testing.T, b Backend) {
 		}
 	})
 
+	t.Run("HasFiles", func(t *testing.T) {
+		c := b.New(t)
+		ec, ok := c.(storage.EmptyChecker)
+		if !ok {
+			t.Skip("backend does not implement storage.EmptyChecker")
+		}
+		check := func(c storage.Client, want bool) {
+			t.Helper()
+			has, err := c.(storage.EmptyChecker).HasFiles(ctx)
+			if err != nil || has != want {
+				t.Fatalf("HasFiles of %s = %v, %v; want %v", c, has, err, want)
+			}
+		}
+		check(ec.(storage.Client), false)
+		write(t, c.Sub("t1/app"), 3, 1, 5, ts)
+		check(c.Sub("t1/app"), true)
+		check(c.Sub("t2/app"), false)
+	})
+
 	t.Run("NotFound", func(t *testing.T) {
 		c := b.New(t)
 		if _, err := c.OpenLTXFile(ctx, 0, 1, 1); !errors.Is(err, storage.ErrNotFound) {
