@@ -114,10 +114,10 @@ type entry struct {
 	// nextDue: before it, a cold database that has not changed has no
 	// timed work (snapshot, compaction, retention), so the scheduler's
 	// pass over thousands of them stays cheap.
-	nextDue time.Time
-	failures     int
-	retryAt      time.Time
-	lastErr      string
+	nextDue  time.Time
+	failures int
+	retryAt  time.Time
+	lastErr  string
 	// Per compaction level (index into Options.Levels): when it last ran,
 	// and whether its source level has new files since.
 	compacted []time.Time
@@ -147,7 +147,8 @@ type Engine struct {
 	overflow   atomic.Bool
 	sweepPos   int
 	rescanAt   time.Time
-	snapshots  int // snapshot jobs in flight
+	background int // snapshot, compaction and retention jobs in flight
+	planPos    int // where the next scheduling pass starts
 	fullWarned time.Time
 	cooled     int       // databases released since the last trim of the C heap
 	trimmed    time.Time // when the C heap was last trimmed
@@ -672,18 +673,32 @@ func (eng *Engine) sweep(now time.Time) {
 // plan decides the jobs to run now, at most free of them, and when the
 // scheduler must look again.
 func (eng *Engine) plan(now time.Time, polling bool, free int) ([]job, time.Time) {
-	var queue []job
 	wake := now.Add(eng.opts.SweepInterval)
-	waitingOpen := 0
+	waitingOpen, opening := 0, 0
 	removed := false
-	maxSnapshots := max(1, eng.opts.Workers/2)
-	for _, e := range eng.entries {
+	// Syncs (and cooling, which frees resources) come first; snapshots,
+	// compaction and retention use at most half the workers, so a wave of
+	// them never holds up a database's next sync.
+	var syncs, background []job
+	bgFree := min(free, max(1, eng.opts.Workers/2)-eng.background)
+	canOpen := func() bool { return eng.hot+opening < eng.hotCap }
+	// Start where the last pass stopped handing out syncs, so that every
+	// database gets its turn when there is more to do than workers.
+	n := len(eng.entries)
+	start := 0
+	if n > 0 {
+		start = eng.planPos % n
+	}
+	next := start
+	for k := 0; k < n; k++ {
+		i := (start + k) % n
+		e := eng.entries[i]
 		if e.busy {
 			continue
 		}
 		if e.removed {
-			if e.db != nil && free > len(queue) {
-				queue = append(queue, eng.take(e, job{kind: jobClose}))
+			if e.db != nil && len(syncs) < free {
+				syncs = append(syncs, job{e: e, kind: jobClose})
 			}
 			removed = removed || e.db == nil
 			continue
@@ -703,46 +718,63 @@ func (eng *Engine) plan(now time.Time, polling bool, free int) ([]job, time.Time
 		if polling && e.db != nil {
 			eng.poll(e, now)
 		}
-		full := free <= len(queue)
 		due := e.lastSync.Add(eng.opts.SyncInterval)
 		switch {
 		case e.dirty && !now.Before(due):
 			// When no worker is free, a result wakes the scheduler.
 			switch {
-			case full:
-			case e.db == nil && eng.hot >= eng.hotCap:
+			case len(syncs) >= free:
+			case e.db == nil && !canOpen():
 				waitingOpen++
 			default:
+				if e.db == nil {
+					opening++
+				}
 				e.lastSync = now // the interval runs from the start of a sync
-				queue = append(queue, eng.take(e, job{kind: jobSync}))
+				syncs = append(syncs, job{e: e, kind: jobSync})
+				next = i + 1
 			}
 		case e.dirty:
 			if due.Before(wake) {
 				wake = due
 			}
 		case eng.snapshotDue(e, now):
-			if !full && eng.snapshots < maxSnapshots && (e.db != nil || eng.hot < eng.hotCap) {
-				eng.snapshots++
-				queue = append(queue, eng.take(e, job{kind: jobSnapshot}))
+			if len(background) < bgFree && (e.db != nil || canOpen()) {
+				if e.db == nil {
+					opening++
+				}
+				background = append(background, job{e: e, kind: jobSnapshot})
 			}
 		case eng.opts.RetentionInterval > 0 && e.changedRetained && !now.Before(e.retained.Add(eng.opts.RetentionInterval)):
-			if !full {
-				queue = append(queue, eng.take(e, job{kind: jobRetention}))
+			if len(background) < bgFree {
+				background = append(background, job{e: e, kind: jobRetention})
 			}
 		case eng.compactionDue(e, now) > 0:
-			if !full {
+			if len(background) < bgFree {
 				l := eng.compactionDue(e, now)
-				queue = append(queue, eng.take(e, job{kind: jobCompact, level: l, last: e.lastOut[l-1]}))
+				background = append(background, job{e: e, kind: jobCompact, level: l, last: e.lastOut[l-1]})
 			}
 		case e.db != nil && eng.opts.IdleTimeout > 0 && !now.Before(e.active.Add(eng.opts.IdleTimeout)) && !now.Before(e.coolAt):
-			if !full {
-				queue = append(queue, eng.take(e, job{kind: jobCool}))
+			if len(syncs) < free {
+				syncs = append(syncs, job{e: e, kind: jobCool})
 			}
 		case e.db != nil && eng.opts.IdleTimeout > 0:
 			if t := maxTime(e.active.Add(eng.opts.IdleTimeout), e.coolAt); t.Before(wake) {
 				wake = t
 			}
 		}
+	}
+	eng.planPos = next
+	queue := make([]job, 0, min(free, len(syncs)+len(background)))
+	for _, j := range syncs {
+		queue = append(queue, eng.take(j.e, j))
+	}
+	for _, j := range background {
+		if len(queue) >= free {
+			break
+		}
+		eng.background++
+		queue = append(queue, eng.take(j.e, j))
 	}
 	// Make room for databases waiting to open: cool the least recently
 	// active hot databases, whatever their state proves.
@@ -985,8 +1017,9 @@ func (eng *Engine) settle(r result) {
 	e := r.e
 	e.busy = false
 	now := time.Now()
-	if r.kind == jobSnapshot {
-		eng.snapshots--
+	switch r.kind {
+	case jobSnapshot, jobCompact, jobRetention:
+		eng.background--
 	}
 	// The job may have opened, cooled or closed the database.
 	e.db, e.cold = r.db, r.cold
@@ -1045,7 +1078,11 @@ func (eng *Engine) settle(r result) {
 	}
 	e.dirty = false
 	if r.st.Uploaded {
-		e.active = now
+		// A first or resync snapshot is walsync's doing, not the
+		// application's: it does not keep the database hot.
+		if !r.st.Snapshot {
+			e.active = now
+		}
 		e.changedSince, e.changedRetained = true, true
 		if len(e.newFiles) > 0 {
 			e.newFiles[0] = true
