@@ -246,3 +246,32 @@ func TestForcedCoolKeepsProof(t *testing.T) {
 		t.Fatal("restore differs from the database")
 	}
 }
+
+// TestCloseDoesNotCheckpoint: when walsync's connection is the last one to
+// close, SQLite would checkpoint the WAL into the database file; walsync
+// turns that off, so letting a database go never writes it.
+func TestCloseDoesNotCheckpoint(t *testing.T) {
+	ctx := context.Background()
+	path, app := newDB(t, "PRAGMA wal_autocheckpoint=0")
+	db, err := capture.Open(ctx, capture.Options{Path: path, Client: file.New(t.TempDir()), CheckpointPages: -1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i := 0; i < 20; i++ {
+		mustExec(t, app, "INSERT INTO t (v, b) VALUES (?, randomblob(2000))", fmt.Sprint(i))
+	}
+	if _, err := db.Sync(ctx); err != nil {
+		t.Fatal(err)
+	}
+	app.Close() // walsync's connection is now the last one
+	before := fileSum(t, path)
+	if err := db.Close(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if fileSum(t, path) != before {
+		t.Fatal("closing walsync's last connection wrote the database file (checkpoint on close)")
+	}
+	if fi, err := os.Stat(path + "-wal"); err != nil || fi.Size() == 0 {
+		t.Fatalf("the WAL was removed or emptied on close: %v", err)
+	}
+}

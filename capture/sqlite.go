@@ -29,10 +29,15 @@ func openConn(path string, busy time.Duration) (*conn, error) {
 		return nil, fmt.Errorf("open %s with SQLite: %w", path, err)
 	}
 	sc := c.(*sqlite3.SQLiteConn)
-	// Closing walsync's connections must not delete the application's WAL.
+	// Closing walsync's connections must not delete the application's WAL,
+	// nor checkpoint it into the database file.
 	if err := sc.SetFileControlInt("main", fcntlPersistWAL, 1); err != nil {
 		sc.Close()
 		return nil, fmt.Errorf("set SQLITE_FCNTL_PERSIST_WAL on %s: %w", path, err)
+	}
+	if err := noCheckpointOnClose(sc); err != nil {
+		sc.Close()
+		return nil, fmt.Errorf("set SQLITE_DBCONFIG_NO_CKPT_ON_CLOSE on %s: %w", path, err)
 	}
 	return &conn{c: sc}, nil
 }
