@@ -58,6 +58,8 @@ func (e *Error) hint() string {
 		return fmt.Sprintf("bucket %q does not exist at %s: create it, or correct the bucket name or endpoint", e.Bucket, e.Endpoint)
 	case e.Code == "RequestTimeTooSkewed":
 		return "this machine's clock is off: fix it (NTP) and retry"
+	case e.Code == "ExpiredToken" || e.Code == "InvalidToken" || e.Code == "TokenRefreshRequired":
+		return fmt.Sprintf("access to bucket %q was refused: the session token is expired or invalid: renew the credentials (AWS_SESSION_TOKEN with AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY, or the profile)", e.Bucket)
 	case e.Status == http.StatusForbidden || e.Code == "InvalidAccessKeyId" || e.Code == "SignatureDoesNotMatch" ||
 		e.Code == "XAdminUserNotFound": // versitygw's answer (HTTP 404) to an unknown access key ID
 		return fmt.Sprintf("access to bucket %q was refused: check the access key ID and secret (AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY or the profile) and the bucket's permissions", e.Bucket)

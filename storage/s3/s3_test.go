@@ -288,17 +288,21 @@ func TestWrongCredentials(t *testing.T) {
 		name       string
 		keyID      string
 		secret     string
+		token      string
 		wantStatus int
 	}{
-		{"wrong secret", s.AccessKey, wrongSecret, 403},
+		{"wrong secret", s.AccessKey, wrongSecret, "", 403},
 		// AWS answers 403 InvalidAccessKeyId, versitygw 404 XAdminUserNotFound.
-		{"unknown key ID", "WTUNKNOWNKEYID000000", wrongSecret, 404},
+		{"unknown key ID", "WTUNKNOWNKEYID000000", wrongSecret, "", 404},
+		// An expired or rotated session token: 400 ExpiredToken at AWS,
+		// InvalidToken at versitygw.
+		{"invalid session token", s.AccessKey, s.SecretKey, "expiredSESSIONtoken0123456789", 400},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			p.Reset()
 			// Default retry settings: a retried failure would take seconds.
 			c := newClient(t, s, p.URL(), bucket, "db", func(cfg *s3.Config) {
-				cfg.Credentials = &s3.Credentials{AccessKeyID: tc.keyID, SecretAccessKey: tc.secret}
+				cfg.Credentials = &s3.Credentials{AccessKeyID: tc.keyID, SecretAccessKey: tc.secret, SessionToken: tc.token}
 			})
 			err, took := errFromList(t, c)
 			msg := err.Error()
@@ -314,8 +318,8 @@ func TestWrongCredentials(t *testing.T) {
 					t.Fatalf("error %q does not mention %q", msg, want)
 				}
 			}
-			for _, secret := range []string{tc.secret, s.SecretKey} {
-				if strings.Contains(msg, secret) {
+			for _, secret := range []string{tc.secret, s.SecretKey, tc.token} {
+				if secret != "" && strings.Contains(msg, secret) {
 					t.Fatalf("error %q contains a secret", msg)
 				}
 			}
