@@ -140,7 +140,7 @@ func TestDiscovery(t *testing.T) {
 	dir := t.TempDir()
 	root := filepath.Join(dir, "tenants")
 	replica := file.New(filepath.Join(dir, "replica"))
-	newAppDB(t, filepath.Join(root, "t1", "app.db"), "one")
+	app1 := newAppDB(t, filepath.Join(root, "t1", "app.db"), "one")
 	newAppDB(t, filepath.Join(root, "t2", "app.db"), "two")
 	if err := os.WriteFile(filepath.Join(root, "t1", "notes.db"), []byte("not a database"), 0o644); err != nil {
 		t.Fatal(err)
@@ -191,6 +191,8 @@ func TestDiscovery(t *testing.T) {
 		"a renamed database to be replicated under its new name")
 
 	// Replaced by another file (new inode): its new content is replicated.
+	// The application lets go of the old file first, as a real one must.
+	app1.Close()
 	other := filepath.Join(dir, "other.db")
 	o := newAppDB(t, other, "replacement", "rows")
 	o.Close()

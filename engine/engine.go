@@ -121,7 +121,7 @@ type entry struct {
 	// Per compaction level (index into Options.Levels): when it last ran,
 	// and whether its source level has new files since.
 	compacted []time.Time
-	newFiles  []bool
+	newFiles  []int               // files added to the level's source since it last ran
 	lastOut   []*storage.FileInfo // each level's last compaction output: listings start there
 	// Retention on its own schedule: when it last ran, and whether new
 	// files arrived since.
@@ -458,7 +458,7 @@ func (eng *Engine) add(d Database, src *Source) *entry {
 	now := time.Now()
 	n := len(eng.opts.Levels)
 	e := &entry{Database: d, source: src, dirty: true, dirtyAt: now, retained: now,
-		compacted: make([]time.Time, n), newFiles: make([]bool, n), lastOut: make([]*storage.FileInfo, n)}
+		compacted: make([]time.Time, n), newFiles: make([]int, n), lastOut: make([]*storage.FileInfo, n)}
 	// A level first compacts one interval after start.
 	for l := range e.compacted {
 		e.compacted[l] = now
@@ -883,7 +883,7 @@ func (eng *Engine) updateNextDue(e *entry) {
 		}
 	}
 	for i, l := range eng.opts.Levels {
-		if t := e.compacted[i].Add(l.Interval); e.newFiles[i] && t.Before(next) {
+		if t := e.compacted[i].Add(l.Interval); e.newFiles[i] >= minInputs(i) && t.Before(next) {
 			next = t
 		}
 	}
@@ -978,11 +978,23 @@ func (eng *Engine) retention() (compact.Policy, bool) {
 	return compact.Policy{}, false
 }
 
+// minInputs is how many new source files make level index i worth
+// compacting. Level 1 always runs (L0 retention waits for it); above it a
+// lone file would only be copied up a level — the restore reads it where it
+// is — so it waits for a second one. A database that changed once and went
+// idle thus causes no request one hour later.
+func minInputs(i int) int {
+	if i == 0 {
+		return 1
+	}
+	return 2
+}
+
 // compactionDue returns the 1-based index of a level whose interval has
 // passed and whose source level has new files, or 0.
 func (eng *Engine) compactionDue(e *entry, now time.Time) int {
 	for i, l := range eng.opts.Levels {
-		if e.newFiles[i] && !now.Before(e.compacted[i].Add(l.Interval)) {
+		if e.newFiles[i] >= minInputs(i) && !now.Before(e.compacted[i].Add(l.Interval)) {
 			return i + 1
 		}
 	}
@@ -1054,12 +1066,12 @@ func (eng *Engine) settle(r result) {
 		return
 	case jobCompact:
 		i := r.level - 1
-		e.compacted[i], e.newFiles[i] = now, false
+		e.compacted[i], e.newFiles[i] = now, 0
 		if r.compacted != nil {
 			e.lastOut[i] = r.compacted
 			eng.log.Debug("compacted", "db", e.Path, "file", r.compacted.String())
 			if i+1 < len(e.newFiles) {
-				e.newFiles[i+1] = true
+				e.newFiles[i+1]++
 			}
 		}
 		return
@@ -1085,7 +1097,7 @@ func (eng *Engine) settle(r result) {
 		}
 		e.changedSince, e.changedRetained = true, true
 		if len(e.newFiles) > 0 {
-			e.newFiles[0] = true
+			e.newFiles[0]++
 		}
 		if e.lastSnapshot.IsZero() {
 			e.lastSnapshot = now
