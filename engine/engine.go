@@ -206,10 +206,10 @@ func New(opts Options) (*Engine, error) {
 		byPath: map[string]*entry{}, hotCap: opts.HotSet}, nil
 }
 
-type jobKind uint8
-
 // minPlanGap is the least time between two scheduling passes.
 const minPlanGap = 5 * time.Millisecond
+
+type jobKind uint8
 
 const (
 	jobSync jobKind = iota
@@ -275,7 +275,7 @@ func (eng *Engine) Run(ctx context.Context) error {
 	}
 	eng.rescan()
 	if eng.opts.StateFile != "" {
-		eng.loadState(time.Now())
+		eng.loadState()
 	}
 
 	jobs := make(chan job)
@@ -415,10 +415,8 @@ func (eng *Engine) finalSync(ctx context.Context) error {
 func (eng *Engine) syncAndClose(ctx context.Context, e *entry) error {
 	db := e.db
 	if db == nil {
-		opts := eng.opts.Capture
-		opts.Path, opts.Client, opts.Resume, opts.Logger = e.Path, e.Client, e.cold, eng.log
 		var err error
-		if db, err = capture.Open(ctx, opts); err != nil {
+		if db, err = eng.open(ctx, e, e.cold); err != nil {
 			return fmt.Errorf("final sync of %s: %w", e.Path, err)
 		}
 	}
@@ -767,21 +765,21 @@ func (eng *Engine) plan(now time.Time, polling bool, free int) ([]job, time.Time
 	eng.planPos = next
 	queue := make([]job, 0, min(free, len(syncs)+len(background)))
 	for _, j := range syncs {
-		queue = append(queue, eng.take(j.e, j))
+		queue = append(queue, eng.take(j))
 	}
 	for _, j := range background {
 		if len(queue) >= free {
 			break
 		}
 		eng.background++
-		queue = append(queue, eng.take(j.e, j))
+		queue = append(queue, eng.take(j))
 	}
 	// Make room for databases waiting to open: cool the least recently
 	// active hot databases, whatever their state proves.
 	if waitingOpen > 0 {
 		cands := eng.coolCandidates(waitingOpen, free-len(queue))
 		for _, e := range cands {
-			queue = append(queue, eng.take(e, job{kind: jobCool, force: true}))
+			queue = append(queue, eng.take(job{e: e, kind: jobCool, force: true}))
 		}
 		if len(cands) == 0 && now.Sub(eng.fullWarned) > time.Minute {
 			eng.fullWarned = now
@@ -803,10 +801,11 @@ func maxTime(a, b time.Time) time.Time {
 	return b
 }
 
-// take marks e busy and fills in the job's database handles.
-func (eng *Engine) take(e *entry, j job) job {
+// take marks the job's database busy and fills in its handles.
+func (eng *Engine) take(j job) job {
+	e := j.e
 	e.busy = true
-	j.e, j.db, j.cold = e, e.db, e.cold
+	j.db, j.cold = e.db, e.cold
 	j.counted = e.db != nil
 	if e.db == nil && (j.kind == jobSync || j.kind == jobSnapshot) {
 		eng.hot++ // opening
@@ -925,10 +924,7 @@ func (eng *Engine) work(ctx context.Context, j job) (r result) {
 		return r
 	}
 	if r.db == nil {
-		opts := eng.opts.Capture
-		opts.Path, opts.Client, opts.Resume = e.Path, e.Client, j.cold
-		opts.Logger = eng.log
-		db, err := capture.Open(ctx, opts)
+		db, err := eng.open(ctx, e, j.cold)
 		if err != nil {
 			r.err = err
 			return r
@@ -949,6 +945,13 @@ func (eng *Engine) work(ctx context.Context, j job) (r result) {
 		r.db = nil
 	}
 	return r
+}
+
+// open attaches to e's database, resuming from cold if given.
+func (eng *Engine) open(ctx context.Context, e *entry, cold *capture.State) (*capture.DB, error) {
+	opts := eng.opts.Capture
+	opts.Path, opts.Client, opts.Resume, opts.Logger = e.Path, e.Client, cold, eng.log
+	return capture.Open(ctx, opts)
 }
 
 // applyRetention enforces the retention policy, if any, on e's replica.

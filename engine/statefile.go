@@ -36,7 +36,7 @@ type savedDB struct {
 }
 
 // loadState applies the state file to the entries and removes the file.
-func (eng *Engine) loadState(now time.Time) {
+func (eng *Engine) loadState() {
 	path := eng.opts.StateFile
 	b, err := os.ReadFile(path)
 	if errors.Is(err, os.ErrNotExist) {
