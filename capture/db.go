@@ -64,6 +64,10 @@ type Options struct {
 	// without reading the replica, and resyncs if anything could have been
 	// missed while the database was cold.
 	Resume *State
+	// VerifyResume checks the replica's end before the first upload after
+	// resuming (a state read from disk may be stale; one kept in memory
+	// cannot be).
+	VerifyResume bool
 }
 
 // DB replicates one database. Its methods are safe for concurrent use but
@@ -88,6 +92,7 @@ type DB struct {
 	txidTS  int64        // header timestamp (ms) of TXID txid: when that state was captured
 	pending *pendingFile // captured but not yet uploaded
 	resync  string       // non-empty: the next sync is a snapshot, for this reason
+	recheck bool         // confirm the replica's end before the next upload
 
 	framesSinceCkpt int64
 	buf             []byte
@@ -129,6 +134,10 @@ func Open(ctx context.Context, opts Options) (_ *DB, err error) {
 	if err != nil {
 		return nil, err
 	}
+	// SQLite follows a symlink and keeps the WAL beside the real file.
+	if real, err := filepath.EvalSymlinks(abs); err == nil {
+		abs = real
+	}
 	opts.Path = abs
 	db := &DB{opts: opts, log: opts.Logger.With("db", opts.Path)}
 	defer func() {
@@ -168,6 +177,7 @@ func Open(ctx context.Context, opts Options) (_ *DB, err error) {
 	var last *ltx.Header
 	if s := opts.Resume; s != nil {
 		db.txid, db.txidTS = s.TXID, s.TXIDTS
+		db.recheck = opts.VerifyResume
 	} else {
 		txid, hdr, err := latestFile(ctx, opts.Client)
 		if err != nil {
@@ -755,15 +765,56 @@ func (db *DB) uploadPending(ctx context.Context) error {
 	if p == nil {
 		return nil
 	}
+	if db.recheck {
+		if moved, err := db.replicaMoved(ctx, p); err != nil || moved {
+			return err
+		}
+	}
 	if _, err := p.f.Seek(0, io.SeekStart); err != nil {
 		return err
 	}
 	if _, err := db.opts.Client.WriteLTXFile(ctx, p.level, p.minTX, p.maxTX, p.f); err != nil {
+		// Whatever failed (the bucket deleted, another writer, an outage),
+		// look before writing again.
+		db.recheck = true
 		return fmt.Errorf("upload L%d %s of %s: %w", p.level, ltx.FormatFilename(p.minTX, p.maxTX), db.opts.Path, err)
 	}
 	p.f.Close()
 	db.pending = nil
 	return nil
+}
+
+// replicaMoved checks, after a failed upload or when resuming from a saved
+// state, that the replica still ends where p continues it. If not (the
+// bucket was deleted and re-created, another process wrote it, the state
+// was stale), p is dropped and the next sync resyncs from the replica's
+// real end: a full snapshot, TXID 1 for an empty replica.
+func (db *DB) replicaMoved(ctx context.Context, p *pendingFile) (bool, error) {
+	txid, hdr, err := latestFile(ctx, db.opts.Client)
+	if err != nil {
+		return false, fmt.Errorf("read replica position of %s from %s: %w", db.opts.Path, db.opts.Client, err)
+	}
+	db.recheck = false
+	want := p.minTX - 1
+	if p.level == storage.SnapshotLevel {
+		want = p.maxTX
+	}
+	if txid == want {
+		return false, nil
+	}
+	db.log.Warn("the replica is not where walsync left it (deleted, re-created or written by another process); resyncing from its end",
+		"expected_txid", want, "replica_txid", txid, "replica", db.opts.Client.String())
+	p.f.Close()
+	db.pending = nil
+	db.txid, db.txidTS = txid, 0
+	if hdr != nil {
+		db.txidTS = hdr.Timestamp
+	}
+	db.resync = fmt.Sprintf("the replica ends at TXID %s, not at TXID %s where walsync left it", txid, want)
+	if p.level == storage.SnapshotLevel {
+		return true, errors.New(db.resync + "; the snapshot waits for the resync")
+	}
+	return true, nil
 }
 
 // checkReplaced fails when the path now names another file.

@@ -94,6 +94,7 @@ type entry struct {
 	ino      uint64
 	db       *capture.DB    // hot
 	cold     *capture.State // cold: where capture resumes
+	verify   bool           // cold came from the state file: confirm the replica's end before uploading
 	removed  bool           // gone from its source: close and forget
 	walSize  int64
 	walMod   time.Time
@@ -449,6 +450,12 @@ func (eng *Engine) add(d Database, src *Source) *entry {
 	abs, err := filepath.Abs(d.Path)
 	if err == nil {
 		d.Path = abs
+	}
+	// SQLite follows a symlink and keeps the WAL beside the real file:
+	// watch and read there.
+	if real, err := filepath.EvalSymlinks(d.Path); err == nil && real != d.Path {
+		eng.log.Info("database path is a symlink; replicating the file it points to", "db", d.Path, "file", real)
+		d.Path = real
 	}
 	if e, ok := eng.byPath[d.Path]; ok {
 		return e
@@ -951,6 +958,7 @@ func (eng *Engine) work(ctx context.Context, j job) (r result) {
 func (eng *Engine) open(ctx context.Context, e *entry, cold *capture.State) (*capture.DB, error) {
 	opts := eng.opts.Capture
 	opts.Path, opts.Client, opts.Resume, opts.Logger = e.Path, e.Client, cold, eng.log
+	opts.VerifyResume = cold != nil && e.verify
 	return capture.Open(ctx, opts)
 }
 
@@ -1086,6 +1094,7 @@ func (eng *Engine) settle(r result) {
 	}
 	e.txid = uint64(r.st.TXID)
 	e.synced = now
+	e.verify = false
 	if e.db == nil {
 		// Replaced: reopen at once as a new database state.
 		e.dirty, e.dirtyAt = true, now

@@ -47,7 +47,7 @@ func (eng *Engine) loadState() {
 		return
 	}
 	// Whatever it holds, it is only good for this start.
-	if err := os.Remove(path); err != nil {
+	if err := removeDurably(path); err != nil {
 		eng.log.Warn("cannot remove the state file, so not using it (it would go stale); reading every replica instead", "file", path, "error", err)
 		return
 	}
@@ -63,7 +63,7 @@ func (eng *Engine) loadState() {
 			continue
 		}
 		st := s.State
-		e.cold = &st
+		e.cold, e.verify = &st, true
 		e.lastSnapshot, e.changedSince = s.LastSnapshot, s.ChangedSince
 		e.txid = uint64(st.TXID)
 		e.dirty = st.Changed(e.Path)
@@ -113,6 +113,25 @@ func (eng *Engine) saveState() error {
 	if err := os.Rename(tmp.Name(), path); err != nil {
 		return fmt.Errorf("state file: %w", err)
 	}
+	if d, err := os.Open(filepath.Dir(path)); err == nil {
+		d.Sync()
+		d.Close()
+	}
 	eng.log.Info("saved state for a fast restart", "file", path, "databases", len(sf.DBs))
 	return nil
+}
+
+// removeDurably unlinks path and syncs its directory, so that a power loss
+// cannot bring the file back. (If one did, each database still confirms its
+// replica's end before its first upload.)
+func removeDurably(path string) error {
+	if err := os.Remove(path); err != nil {
+		return err
+	}
+	d, err := os.Open(filepath.Dir(path))
+	if err != nil {
+		return err
+	}
+	defer d.Close()
+	return d.Sync()
 }
