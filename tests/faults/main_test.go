@@ -172,7 +172,18 @@ func printTable(w *os.File, elapsed time.Duration, leaks []string) {
 	fmt.Fprintf(tw, "TOTAL\t%d\t%d\t%d\t%d\t\n", tot.Runs, tot.Written, tot.Lost, tot.Restores)
 	tw.Flush()
 	for _, r := range rows {
+		seen := map[string]int{}
+		var order []string
 		for _, n := range r.Notes {
+			if seen[n] == 0 {
+				order = append(order, n)
+			}
+			seen[n]++
+		}
+		for _, n := range order {
+			if seen[n] > 1 {
+				n = fmt.Sprintf("%s (×%d)", n, seen[n])
+			}
 			fmt.Fprintf(w, "  note: %s: %s\n", r.Scenario, n)
 		}
 	}
