@@ -51,8 +51,8 @@ const coolFreshness = 2 * time.Second
 // Cool lets the database go cold: under the seal it captures to the WAL's
 // end (nothing may be pending), ends the pin, checkpoints the WAL (unless
 // forced), records the files' state, and then closes every connection and
-// fd. On success the
-// DB is closed and the returned State resumes it (Options.Resume).
+// fd. On success the DB is closed and the returned State resumes it
+// (Options.Resume).
 //
 // Unless force is set, it refuses (ErrNotSettled) while the checkpoint cannot
 // backfill everything or the database file was written too recently for
