@@ -117,14 +117,18 @@ func TestEngine(t *testing.T) {
 		t.Fatalf("idle databases made %d storage requests in 1.5 s", got)
 	}
 
-	// The first change after idling ships at once.
+	// The first change after idling ships without waiting out a sync
+	// interval behind the last one. The database was released while idle,
+	// so waking (SQLite open, seal) is part of the time; the bound leaves
+	// room for a loaded machine and still fails a scheduler that only
+	// looks on interval ticks plus a poll.
 	start := time.Now()
 	writesBefore := countWrites(root)
 	if _, err := apps[0].Exec("INSERT INTO t (v) VALUES ('first')"); err != nil {
 		t.Fatal(err)
 	}
 	waitFor(t, func() bool { return countWrites(root) > writesBefore }, "first change shipped")
-	if lag := time.Since(start); lag > interval {
+	if lag := time.Since(start); lag > 2*interval {
 		t.Fatalf("first change after idle took %s to ship (sync interval %s)", lag, interval)
 	}
 
