@@ -117,11 +117,9 @@ func TestEngine(t *testing.T) {
 		t.Fatalf("idle databases made %d storage requests in 1.5 s", got)
 	}
 
-	// The first change after idling ships without waiting out a sync
-	// interval behind the last one. The database was released while idle,
-	// so waking (SQLite open, seal) is part of the time; the bound leaves
-	// room for a loaded machine and still fails a scheduler that only
-	// looks on interval ticks plus a poll.
+	// The first change after idling ships promptly. The database was
+	// released while idle, so waking (SQLite open, seal) is part of the
+	// time; the bound is loose for loaded machines (bench/ measures lag).
 	start := time.Now()
 	writesBefore := countWrites(root)
 	if _, err := apps[0].Exec("INSERT INTO t (v) VALUES ('first')"); err != nil {
