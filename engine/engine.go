@@ -90,12 +90,15 @@ type Options struct {
 
 type entry struct {
 	Database
-	source   *Source // nil for a database named explicitly
-	ino      uint64
-	db       *capture.DB    // hot
-	cold     *capture.State // cold: where capture resumes
-	verify   bool           // cold came from the state file: confirm the replica's end before uploading
-	removed  bool           // gone from its source: close and forget
+	source  *Source // nil for a database named explicitly
+	ino     uint64
+	db      *capture.DB    // hot
+	cold    *capture.State // cold: where capture resumes
+	verify  bool           // cold came from the state file: confirm the replica's end before uploading
+	removed bool           // gone from its source: close and forget
+	// refused is why this database is never replicated: its replica name
+	// is another database's (the first to claim a name keeps it).
+	refused  string
 	walSize  int64
 	walMod   time.Time
 	dirty    bool      // changed since the last sync (or never synced)
@@ -140,8 +143,9 @@ type Engine struct {
 	// Scheduler state: touched only by the scheduler goroutine.
 	entries    []*entry
 	byPath     map[string]*entry
-	hot        int // databases with an open capture.DB, or being opened
-	hotCap     int // HotSet, lowered when the fd limit is hit
+	byReplica  map[string]*entry // storage.ReplicaKey of each replica -> the database that owns it
+	hot        int               // databases with an open capture.DB, or being opened
+	hotCap     int               // HotSet, lowered when the fd limit is hit
 	watcher    *fswatch.Watcher
 	watchErr   error // why some directories are swept instead of watched
 	events     chan fswatch.Event
@@ -204,7 +208,7 @@ func New(opts Options) (*Engine, error) {
 		opts.Sources[i].Source = n
 	}
 	return &Engine{opts: opts, log: opts.Logger, statusCh: make(chan chan Status),
-		byPath: map[string]*entry{}, hotCap: opts.HotSet}, nil
+		byPath: map[string]*entry{}, byReplica: map[string]*entry{}, hotCap: opts.HotSet}, nil
 }
 
 // minPlanGap is the least time between two scheduling passes.
@@ -479,8 +483,27 @@ func (eng *Engine) add(d Database, src *Source) *entry {
 	eng.updateNextDue(e)
 	eng.entries = append(eng.entries, e)
 	eng.byPath[d.Path] = e
+	eng.claim(e)
 	eng.watchDir(filepath.Dir(d.Path))
 	return e
+}
+
+// claim gives e its replica, unless another database already has it: the
+// one rule for names shared by two databases, whichever way each entered
+// (explicit path, config, a directory scanned at start or a file found
+// later). The first keeps the replica; the second is refused for good, so
+// that it never writes a byte there, and the refusal shows in status.
+func (eng *Engine) claim(e *entry) {
+	key := storage.ReplicaKey(e.Client.String())
+	owner, ok := eng.byReplica[key]
+	if !ok {
+		eng.byReplica[key] = e
+		return
+	}
+	e.refused = fmt.Sprintf("not replicated: %s already replicates to %s, the replica this database maps to (names that differ only in case or Unicode normalisation are the same); rename one of them or give them different replica URLs, then restart walsync",
+		owner.Path, owner.Client.String())
+	e.dirty = false
+	eng.log.Error("two databases map to one replica name; refusing the second", "db", e.Path, "other_db", owner.Path, "replica", e.Client.String())
 }
 
 // watchDir adds an inotify watch; at the kernel's limit, sweeps cover it.
@@ -708,6 +731,9 @@ func (eng *Engine) plan(now time.Time, polling bool, free int) ([]job, time.Time
 			removed = removed || e.db == nil
 			continue
 		}
+		if e.refused != "" {
+			continue
+		}
 		if now.Before(e.retryAt) {
 			if e.retryAt.Before(wake) {
 				wake = e.retryAt
@@ -852,6 +878,9 @@ func (eng *Engine) forgetRemoved() {
 		if e.removed && !e.busy && e.db == nil {
 			if eng.byPath[e.Path] == e {
 				delete(eng.byPath, e.Path)
+			}
+			if key := storage.ReplicaKey(e.Client.String()); eng.byReplica[key] == e {
+				delete(eng.byReplica, key)
 			}
 			continue
 		}

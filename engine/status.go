@@ -18,6 +18,7 @@ type Status struct {
 	Watched    int        `json:"watched_dirs"` // directories with an inotify watch
 	SweepOnly  string     `json:"sweep_only"`   // why some changes are found by sweeps only; "" if none
 	Failing    int        `json:"failing"`      // databases whose last attempt failed
+	Refused    int        `json:"refused"`      // databases never replicated: their replica name is taken
 	MaxLag     Duration   `json:"max_lag"`      // oldest unsynced change
 	Goroutines int        `json:"goroutines"`
 	DBs        []DBStatus `json:"dbs"`
@@ -27,7 +28,7 @@ type Status struct {
 type DBStatus struct {
 	Path     string    `json:"path"`
 	Replica  string    `json:"replica"`
-	State    string    `json:"state"` // new (not yet opened), hot, cold, removed
+	State    string    `json:"state"` // new (not yet opened), hot, cold, removed, refused
 	TXID     uint64    `json:"txid"`
 	LastSync time.Time `json:"last_sync,omitzero"`
 	Lag      Duration  `json:"lag"`      // since the oldest change not yet shipped; 0 if none
@@ -86,6 +87,9 @@ func (eng *Engine) status(now time.Time) Status {
 		d := DBStatus{Path: e.Path, Replica: e.Client.String(), TXID: e.txid, LastSync: e.synced,
 			Pending: e.dirty || e.kick, Failures: e.failures, Error: e.lastErr, RetryAt: e.retryAt}
 		switch {
+		case e.refused != "":
+			d.State, d.Error = "refused", e.refused
+			st.Refused++
 		case e.removed:
 			d.State = "removed"
 		case e.db != nil:

@@ -73,7 +73,8 @@ func Name(path string) (string, error) {
 }
 
 // Names derives every database's name and fails on a collision, which
-// would make two databases share one replica.
+// would make two databases share one replica. Names collide when their
+// storage.ReplicaKey forms are equal (case and Unicode normalisation).
 func Names(paths []string) ([]string, error) {
 	names := make([]string, len(paths))
 	seen := map[string]string{}
@@ -83,13 +84,13 @@ func Names(paths []string) ([]string, error) {
 			return nil, err
 		}
 		abs, _ := filepath.Abs(p)
-		if other, ok := seen[n]; ok {
+		if other, ok := seen[storage.ReplicaKey(n)]; ok {
 			if other == abs {
 				return nil, fmt.Errorf("database %s is given twice", abs)
 			}
 			return nil, fmt.Errorf("databases %s and %s would share the replica name %q; replicate them under different -b URLs", other, abs, n)
 		}
-		seen[n] = abs
+		seen[storage.ReplicaKey(n)] = abs
 		names[i] = n
 	}
 	return names, nil
