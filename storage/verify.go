@@ -1,7 +1,7 @@
 package storage
 
 import (
-	"bufio"
+	"context"
 	"crypto/sha256"
 	"encoding/hex"
 	"errors"
@@ -132,25 +132,93 @@ func VerifyFile(f *os.File, object, wantSHA256 string, minTXID, maxTXID ltx.TXID
 }
 
 // VerifyLTX reads a whole LTX file from r, checking every page, the page
-// index, the trailer and the file checksum, and that the header's TXID range
-// is (minTXID, maxTXID). It never panics on hostile input.
+// index, the trailer and the file checksum, the rules of LTXReader (page
+// numbers within Commit, a snapshot holding every page 1..Commit), and that
+// the header's TXID range is (minTXID, maxTXID). Its memory is bounded by
+// the page size, whatever the bytes claim, and it never panics on hostile
+// input.
 func VerifyLTX(r io.Reader, minTXID, maxTXID ltx.TXID) (hdr ltx.Header, err error) {
-	// superfly/ltx v0.5.x can panic on some truncated files; a damaged
-	// download must be an error, not a crash.
+	err = recoverLTX(func() error {
+		d := NewLTXReader(r)
+		var err error
+		if hdr, err = d.ReadHeader(); err != nil {
+			return err
+		}
+		if hdr.MinTXID != minTXID || hdr.MaxTXID != maxTXID {
+			return fmt.Errorf("LTX header holds TXIDs %s-%s, expected %s-%s", hdr.MinTXID, hdr.MaxTXID, minTXID, maxTXID)
+		}
+		_, err = d.Close()
+		return err
+	})
+	if err != nil {
+		return hdr, fmt.Errorf("LTX verification failed: %w", err)
+	}
+	return hdr, nil
+}
+
+// recoverLTX runs fn, turning a panic into an error: decoding replica
+// bytes must fail the object, never crash the daemon. (superfly/ltx
+// v0.5.x's Decoder has panicked on truncated files; LTXReader should not,
+// and this keeps a bug in it from becoming a crash.)
+func recoverLTX(fn func() error) (err error) {
 	defer func() {
 		if p := recover(); p != nil {
 			err = fmt.Errorf("malformed LTX file: %v", p)
 		}
 	}()
-	dec := ltx.NewDecoder(bufio.NewReaderSize(r, 64<<10))
-	if err := dec.Verify(); err != nil {
-		return hdr, fmt.Errorf("LTX verification failed: %w", err)
+	return fn()
+}
+
+// WriterAtTruncater is the file ApplyLTX writes pages into.
+type WriterAtTruncater interface {
+	io.WriterAt
+	Truncate(size int64) error
+}
+
+// ApplyLTX writes the pages of the LTX file read from r into f at their
+// offsets and truncates f to the header's Commit, decoding with LTXReader
+// (memory bounded by the page size, every rule VerifyLTX checks, panics
+// recovered). object names the file in errors, which are *CorruptError when
+// the bytes are at fault. Pages are written as they are read and the file
+// checksum is checked at the end, so on error f holds a partial state and
+// must be discarded. ctx is checked between pages.
+func ApplyLTX(ctx context.Context, r io.Reader, object string, f WriterAtTruncater) (hdr ltx.Header, err error) {
+	var ioErr error // a failure of f or ctx, not of the bytes
+	err = recoverLTX(func() error {
+		d := NewLTXReader(r)
+		var err error
+		if hdr, err = d.ReadHeader(); err != nil {
+			return err
+		}
+		for {
+			if ioErr = ctx.Err(); ioErr != nil {
+				return ioErr
+			}
+			pgno, data, err := d.Next()
+			if err == io.EOF {
+				break
+			} else if err != nil {
+				return err
+			}
+			if _, ioErr = f.WriteAt(data, int64(pgno-1)*int64(hdr.PageSize)); ioErr != nil {
+				return ioErr
+			}
+		}
+		if _, err := d.Close(); err != nil {
+			return err
+		}
+		// A smaller commit means the database shrank (VACUUM).
+		ioErr = f.Truncate(int64(hdr.Commit) * int64(hdr.PageSize))
+		return ioErr
+	})
+	switch {
+	case err == nil:
+		return hdr, nil
+	case ioErr != nil:
+		return hdr, fmt.Errorf("apply %s: %w", object, err)
+	default:
+		return hdr, &CorruptError{Object: object, Reason: err.Error()}
 	}
-	hdr = dec.Header()
-	if hdr.MinTXID != minTXID || hdr.MaxTXID != maxTXID {
-		return hdr, fmt.Errorf("LTX header holds TXIDs %s-%s, expected %s-%s", hdr.MinTXID, hdr.MaxTXID, minTXID, maxTXID)
-	}
-	return hdr, nil
 }
 
 // LimitReadCloser reads at most n bytes of rc; closing it closes rc.
