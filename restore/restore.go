@@ -39,7 +39,12 @@ type Result struct {
 // Restore writes the database at opts.Target to opts.Output: into a temp
 // file beside it, verified file by file as it is read, then checked with
 // PRAGMA integrity_check, fsynced and renamed. On any error nothing is left
-// at opts.Output.
+// at opts.Output, and a database it was to replace (opts.Force) is left as
+// it was, with its -wal and -shm: they are set aside only right before the
+// final rename and put back if it fails (place.go). A database a process
+// has open is not replaced; restores racing to one output take turns, and
+// without Force only one succeeds. Temp files of killed restores to the
+// same output are removed first.
 func Restore(ctx context.Context, opts Options) (res Result, err error) {
 	if opts.Logger == nil {
 		opts.Logger = slog.Default()
@@ -48,9 +53,23 @@ func Restore(ctx context.Context, opts Options) (res Result, err error) {
 	if err != nil {
 		return res, err
 	}
-	if _, err := os.Stat(out); err == nil && !opts.Force {
-		return res, fmt.Errorf("output %s already exists; choose another path or pass --force to replace it", out)
-	} else if err != nil && !errors.Is(err, os.ErrNotExist) {
+	if err := checkDir(filepath.Dir(out)); err != nil {
+		return res, err
+	}
+	// Before reading the replica: what killed restores left is cleared up
+	// (it may free the space this restore needs), and an output that
+	// cannot be restored to is refused without the wait.
+	unlock, err := lockDir(ctx, filepath.Dir(out), opts.Logger)
+	if err != nil {
+		return res, err
+	}
+	err = recoverAsides(out, opts.Logger)
+	unlock()
+	if err != nil {
+		return res, err
+	}
+	removeStaleTemps(out, opts.Logger)
+	if err := checkOutput(out, opts.Force); err != nil {
 		return res, err
 	}
 	plan, err := Plan(ctx, opts.Client, opts.Target)
@@ -58,15 +77,16 @@ func Restore(ctx context.Context, opts Options) (res Result, err error) {
 		return res, fmt.Errorf("restore %s to %s: %w", opts.Client, opts.Target, err)
 	}
 
-	tmp, err := os.CreateTemp(filepath.Dir(out), filepath.Base(out)+".walsync-*.tmp")
+	tmp, forget, err := createTemp(out)
 	if err != nil {
-		return res, fmt.Errorf("create temp file beside %s: %w", out, err)
+		return res, err
 	}
 	defer func() {
-		tmp.Close()
 		if err != nil {
 			os.Remove(tmp.Name())
 		}
+		tmp.Close() // after the remove: the flock says a live restore owns it
+		forget()
 	}()
 
 	var hdr ltx.Header
@@ -89,22 +109,8 @@ func Restore(ctx context.Context, opts Options) (res Result, err error) {
 	if err := integrityCheck(tmp.Name()); err != nil {
 		return res, fmt.Errorf("restored database failed its integrity check, nothing was written to %s: %w", out, err)
 	}
-	if err := tmp.Close(); err != nil {
+	if err := commit(ctx, tmp, out, opts.Force, opts.Logger); err != nil {
 		return res, err
-	}
-	// A -wal or -shm left beside the output belongs to another database:
-	// SQLite would apply it to ours.
-	for _, suffix := range []string{"-wal", "-shm", "-journal"} {
-		if err := os.Remove(out + suffix); err != nil && !errors.Is(err, os.ErrNotExist) {
-			return res, fmt.Errorf("remove stale %s: %w", out+suffix, err)
-		}
-	}
-	if err := os.Rename(tmp.Name(), out); err != nil {
-		return res, err
-	}
-	if d, err := os.Open(filepath.Dir(out)); err == nil {
-		_ = d.Sync()
-		d.Close()
 	}
 	return Result{TXID: hdr.MaxTXID, Files: len(plan), Pages: hdr.Commit, Timestamp: time.UnixMilli(hdr.Timestamp).UTC()}, nil
 }

@@ -18,11 +18,11 @@ func runRestore(ctx context.Context, args []string, stdout, stderr io.Writer) er
 	fs := newFlagSet("restore", "walsync restore NAME -o OUT -b URL [--txid N | --timestamp RFC3339]", stderr)
 	var rf replicaFlags
 	rf.register(fs)
-	out := fs.String("o", "", "output database `path` (must not exist unless --force)")
+	out := fs.String("o", "", "output database `path`, in an existing directory (must not exist unless --force)")
 	txid := fs.String("txid", "", "restore the state at this TXID (decimal, or 16 hex digits)")
 	ts := fs.String("timestamp", "", "restore the last sync at or before this time (RFC 3339)")
 	pit := fs.String("point-in-time", "", "a TXID or an RFC 3339 time")
-	force := fs.Bool("force", false, "replace an existing output file")
+	force := fs.Bool("force", false, "replace an existing output file, keeping its mode and owner (refused while a process has it open)")
 	dryRun := fs.Bool("dry-run", false, "print the plan (files, bytes, the TXID and time it reaches) and restore nothing")
 	logLevel := fs.String("log-level", "warn", "debug, info, warn or error")
 	pos, err := parse(fs, args)
