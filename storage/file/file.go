@@ -285,11 +285,11 @@ func readSHA256(f *os.File, path string) (string, error) {
 	case err == nil:
 		return validSHA256(string(buf[:n]), path)
 	case errors.Is(err, unix.ENODATA), errors.Is(err, unix.ENOTSUP):
-		b, err := os.ReadFile(path + SidecarSuffix)
+		b, err := readSidecar(path + SidecarSuffix)
 		if errors.Is(err, os.ErrNotExist) {
 			return "", nil
 		} else if err != nil {
-			return "", fmt.Errorf("read %s: %w", path+SidecarSuffix, err)
+			return "", err
 		}
 		return validSHA256(strings.TrimSpace(string(b)), path)
 	case errors.Is(err, unix.ERANGE):
@@ -297,6 +297,24 @@ func readSHA256(f *os.File, path string) (string, error) {
 	default:
 		return "", fmt.Errorf("read %s of %s: %w", XattrSHA256, path, err)
 	}
+}
+
+// readSidecar reads a SHA-256 sidecar, at most 128 bytes of it: it lies in
+// the replica, where a hostile one could be of any size (a valid one is 65).
+func readSidecar(path string) ([]byte, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		if errors.Is(err, os.ErrNotExist) {
+			return nil, err
+		}
+		return nil, fmt.Errorf("read %s: %w", path, err)
+	}
+	defer f.Close()
+	b, err := io.ReadAll(io.LimitReader(f, 128))
+	if err != nil {
+		return nil, fmt.Errorf("read %s: %w", path, err)
+	}
+	return b, nil
 }
 
 func validSHA256(s, path string) (string, error) {
