@@ -41,9 +41,12 @@ import (
 // resolves them before anything else: if the database at the path is still
 // the one they were set aside from (same inode), the rename never happened
 // and they are put back; otherwise they belong to a database that was
-// replaced as asked and are removed. Both are logged as warnings. An aside
-// file whose name is taken again (the database was opened in between and
-// has a new -wal) is kept and named in a warning, never removed. Until
+// replaced as asked and are removed. Both are logged as warnings. When an
+// aside -wal or -journal can be neither, because its name is taken again
+// (the database was opened in between and has a new -wal) or the database
+// file was written after it was set aside (a checkpoint, which the old WAL
+// would undo), it is kept and every restore to that path fails, naming it,
+// until a person has dealt with it. Until
 // some restore runs again, the old database is without its -wal: opening
 // it with SQLite in that window does not see the transactions in the
 // aside file.
@@ -347,21 +350,46 @@ func recoverAsides(out string, log *slog.Logger) error {
 				if err := os.Remove(p); err != nil && !errors.Is(err, fs.ErrNotExist) {
 					return fmt.Errorf("remove %s, left by a killed restore: %w", p, err)
 				}
-				log.Warn("removed the "+s+" of a database that a killed restore replaced", "path", p, "output", out)
+				log.Warn("removed a file a killed restore had set aside: it belonged to the database that restore replaced", "path", p, "output", out)
 				continue
 			}
-			switch err := renameNoReplace(p, out+s); {
-			case err == nil:
-				log.Warn("put back the "+s+" that a restore killed before replacing the database had set aside", "path", out+s)
-			case errors.Is(err, fs.ErrExist):
-				log.Warn("kept "+p+": a restore killed before replacing the database had set it aside, and the database has a new "+s+" since; it may hold transactions committed before the restore started",
-					"output", out)
-			default:
+			var conflict string
+			if cur != 0 && writtenSince(out, p) {
+				conflict = "the database was written after it was set aside, and putting it back would undo those writes"
+			} else if err := renameNoReplace(p, out+s); err == nil {
+				log.Warn("put back a file that a restore killed before replacing the database had set aside", "path", out+s)
+				continue
+			} else if errors.Is(err, fs.ErrExist) {
+				conflict = "the database has a new " + s + " since"
+			} else {
 				return fmt.Errorf("put back %s, set aside by a killed restore, as %s: %w", p, out+s, err)
 			}
+			if s == "-shm" { // only an index, which SQLite rebuilds from the WAL
+				if err := os.Remove(p); err != nil && !errors.Is(err, fs.ErrNotExist) {
+					return fmt.Errorf("remove %s, left by a killed restore: %w", p, err)
+				}
+				continue
+			}
+			// Neither putting it back nor removing it is safe: a person
+			// decides.
+			return fmt.Errorf("%s was set aside by a restore killed before it replaced %s, and cannot be put back: %s. It holds that database's last transactions from before the restore; recover what you need from it (a copy of the database with it beside as the copy's %s), then remove it and restore again", p, out, conflict, s)
 		}
 	}
 	return nil
+}
+
+// writtenSince reports whether the database out was modified at or after
+// the aside file p was renamed aside (its ctime), or cannot tell: after a
+// checkpoint by an application that opened it meanwhile, the old WAL would
+// overwrite newer pages.
+func writtenSince(out, p string) bool {
+	db, err1 := os.Stat(out)
+	a, err2 := os.Lstat(p)
+	if err1 != nil || err2 != nil {
+		return true
+	}
+	ctime := time.Unix(a.Sys().(*syscall.Stat_t).Ctim.Unix())
+	return !db.ModTime().Before(ctime)
 }
 
 type aside struct{ from, to string }
@@ -535,7 +563,7 @@ func commit(ctx context.Context, tmp *os.File, out string, force bool, log *slog
 	}
 	for _, a := range asides {
 		if err := os.Remove(a.to); err != nil && !errors.Is(err, fs.ErrNotExist) {
-			log.Warn("cannot remove the replaced database's "+strings.TrimPrefix(a.from, out), "path", a.to, "err", err)
+			log.Warn("cannot remove a file of the replaced database; the next restore to this path removes it", "path", a.to, "err", err)
 		}
 	}
 	if len(asides) > 0 {
@@ -549,7 +577,7 @@ func renameHint(err error) string {
 	case errors.Is(err, unix.EBUSY):
 		return " (the output is a mount point, e.g. a file bind-mounted as a single-file container volume, and rename cannot replace it: restore where it is not a mount point, such as the host's path of the file, or restore to another path and copy it over while the application is stopped)"
 	case errors.Is(err, unix.EXDEV):
-		return " (the output is on another filesystem than its directory: restore where it is not a mount point)"
+		return " (the output and its directory are on different mounts: restore where the output is not a mount point)"
 	case errors.Is(err, unix.EACCES), errors.Is(err, unix.EPERM):
 		return " (check the permissions and attributes, e.g. chattr +i, of the output and its directory)"
 	}

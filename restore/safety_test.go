@@ -12,6 +12,7 @@ import (
 	"sync"
 	"syscall"
 	"testing"
+	"time"
 
 	"golang.org/x/sys/unix"
 
@@ -391,4 +392,95 @@ func TestRestoreFileMode(t *testing.T) {
 	if mode, u, g := stat(out); mode != 0o664 || int(u) != uid || int(g) != gid {
 		t.Fatalf("replaced file: mode %v owner %d:%d, want %v %d:%d", mode, u, g, os.FileMode(0o664), uid, gid)
 	}
+}
+
+// TestRestoreResolvesAsidesOfKilledRestore: a restore killed between
+// setting the old database's -wal and -shm aside and removing them leaves
+// .aside files (<out><suffix>.walsync-<inode of the old database>.aside).
+// The next restore to that path puts them back if the old database is
+// still there, unchanged, and removes them if it was replaced. The states
+// a kill -9 leaves are made directly: no kill lands reliably between two
+// renames.
+func TestRestoreResolvesAsidesOfKilledRestore(t *testing.T) {
+	ctx := context.Background()
+	client, want := newReplica(t, 2)
+	ino := func(p string) uint64 {
+		t.Helper()
+		fi, err := os.Stat(p)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return fi.Sys().(*syscall.Stat_t).Ino
+	}
+	setAside := func(out string, ino uint64) {
+		t.Helper()
+		for _, s := range []string{"-wal", "-shm"} {
+			if err := os.Rename(out+s, fmt.Sprintf("%s%s.walsync-%d.aside", out, s, ino)); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+
+	t.Run("killed before the rename", func(t *testing.T) {
+		dir := t.TempDir()
+		out := filepath.Join(dir, "app.db")
+		oldDatabase(t, out)
+		time.Sleep(20 * time.Millisecond) // the aside's ctime is after the database's last write
+		setAside(out, ino(out))
+		_, err := restore.Restore(ctx, restore.Options{Client: client, Output: out})
+		if err == nil || !strings.Contains(err.Error(), "already exists") {
+			t.Fatalf("restore without --force: %v", err)
+		}
+		assertOnly(t, dir, "app.db", "app.db-wal", "app.db-shm")
+		assertOldRows(t, out)
+	})
+
+	t.Run("killed after the rename", func(t *testing.T) {
+		dir := t.TempDir()
+		out := filepath.Join(dir, "app.db")
+		old := filepath.Join(dir, "old.db")
+		oldDatabase(t, old)
+		if _, err := restore.Restore(ctx, restore.Options{Client: client, Output: out}); err != nil {
+			t.Fatal(err)
+		}
+		// The replaced database's files, set aside under its inode.
+		for _, s := range []string{"-wal", "-shm"} {
+			os.Rename(old+s, fmt.Sprintf("%s%s.walsync-%d.aside", out, s, ino(old)))
+		}
+		os.Remove(old)
+		if _, err := restore.Restore(ctx, restore.Options{Client: client, Output: out, Force: true}); err != nil {
+			t.Fatal(err)
+		}
+		assertOnly(t, dir, "app.db")
+		if digest(t, out) != want {
+			t.Fatal("restored database differs from the source")
+		}
+	})
+
+	t.Run("database written since", func(t *testing.T) {
+		dir := t.TempDir()
+		out := filepath.Join(dir, "app.db")
+		oldDatabase(t, out)
+		setAside(out, ino(out))
+		// An application opened the database without its WAL, wrote and
+		// checkpointed: putting the old WAL back would undo that.
+		later := time.Now().Add(time.Second)
+		os.Chtimes(out, later, later)
+		wal := fmt.Sprintf("%s-wal.walsync-%d.aside", out, ino(out))
+		// Even --force stops, naming the file: a person decides.
+		_, err := restore.Restore(ctx, restore.Options{Client: client, Output: out, Force: true})
+		if err == nil || !strings.Contains(err.Error(), wal) || !strings.Contains(err.Error(), "written after") {
+			t.Fatalf("restore --force with an aside WAL that cannot be put back: %v", err)
+		}
+		t.Logf("error: %v", err)
+		if _, err := os.Stat(wal); err != nil {
+			t.Fatalf("the aside WAL of a database written since was not kept: %v", err)
+		}
+		if _, err := os.Stat(out + "-wal"); !errors.Is(err, os.ErrNotExist) {
+			t.Fatal("the aside WAL was put back over a database written since")
+		}
+		if got := sqliteCLI(t, out, "SELECT count(*) FROM old;"); got != "7" {
+			t.Fatalf("the old database was replaced or changed: %q", got)
+		}
+	})
 }
