@@ -5,6 +5,8 @@ import (
 	"os"
 	"regexp"
 	"strings"
+
+	"github.com/walsync/walsync/storage/s3"
 )
 
 // expandEnv expands ${VAR} and $VAR throughout text with os.Expand's rules,
@@ -22,7 +24,9 @@ func expandEnv(text, file string, env func(string) (string, bool)) (string, []Wa
 		// Expand the whole line, as Litestream expands the whole text; look
 		// for unset variables in its code part only.
 		code, _ := splitComment(line)
-		secret := credentialRE.MatchString(code)
+		// A line that sets a credential, or holds a URL with one (a "$"
+		// in its password), never names what follows a "$".
+		secret := credentialRE.MatchString(code) || s3.RedactUserinfo(code) != code
 		os.Expand(code, func(name string) string {
 			if _, ok := env(name); ok {
 				return ""

@@ -10,6 +10,8 @@ import (
 	"time"
 
 	"gopkg.in/yaml.v3"
+
+	"github.com/walsync/walsync/storage/s3"
 )
 
 // Parse parses a configuration file's contents. name is the file's name,
@@ -147,7 +149,7 @@ func (p *parser) top(cfg *Config, n *yaml.Node) {
 				return
 			}
 			if _, port, err := net.SplitHostPort(s); err != nil || port == "" {
-				p.errorf(f.val, f.path, "key addr: invalid address %q: expected host:port or :port, e.g. :9090", s)
+				p.errorf(f.val, f.path, "key addr: invalid address %q: expected host:port or :port, e.g. :9090", s3.RedactUserinfo(s))
 				return
 			}
 			cfg.Addr = s

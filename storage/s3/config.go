@@ -10,6 +10,8 @@ import (
 	"net/url"
 	"os"
 	"path/filepath"
+	"slices"
+	"strconv"
 	"strings"
 	"time"
 )
@@ -74,12 +76,7 @@ func ParseURL(raw string) (bucket, prefix string, err error) {
 	shown := RedactUserinfo(raw)
 	u, err := url.Parse(raw)
 	if err != nil {
-		// url.Parse's error repeats the whole URL; keep only its reason.
-		var ue *url.Error
-		if errors.As(err, &ue) {
-			err = ue.Err
-		}
-		return "", "", fmt.Errorf("invalid S3 URL %q: %v; expected s3://bucket/prefix", shown, err)
+		return "", "", fmt.Errorf("invalid S3 URL %q: %s; expected s3://bucket/prefix", shown, parseReason(err, raw, shown))
 	}
 	if u.User != nil {
 		return "", "", errors.New("invalid S3 URL: credentials do not belong in the URL; use AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY")
@@ -93,21 +90,141 @@ func ParseURL(raw string) (bucket, prefix string, err error) {
 	return u.Host, strings.Trim(u.Path, "/"), nil
 }
 
-// RedactUserinfo replaces a "user:secret@" authority prefix of raw, which
-// may not parse as a URL, with "REDACTED@".
+// parseReason is url.Parse's reason for refusing raw, without the URL it
+// repeats; when redaction hid part of raw the reason is generic, since it
+// may quote a piece of the hidden part (`invalid port ":SECRET" after host`).
+func parseReason(err error, raw, shown string) string {
+	if shown != raw {
+		return "not a valid URL"
+	}
+	var ue *url.Error
+	if errors.As(err, &ue) {
+		err = ue.Err
+	}
+	return err.Error()
+}
+
+// RedactUserinfo returns raw, a URL, an endpoint or a config value that
+// may not parse as a URL, fit for an error or a log: credentials are
+// replaced with "REDACTED". It is the one redaction applied wherever such a
+// value is shown. It hides
+//
+//   - everything between "://" and the last "@" after it (a password may
+//     hold an unescaped "/", "?", "#" or "@": AWS secret keys often hold a
+//     "/"), for every "://" in raw, so that a URL inside a query is covered;
+//   - without "://", everything before the last "@" ("KEY:SECRET@host:9000");
+//   - in the query, the value of every parameter whose name looks like a
+//     credential (secret, password, token, signature, key, credential,
+//     auth) or whose unescaped value holds an "@" (an escaped URL with
+//     credentials, as in ?endpoint=http%3A%2F%2Fkey%3Asecret%40host).
+//
+// It works on the text alone, because a value that does not parse is
+// exactly the kind that reaches an error, and it hides the union of what
+// each rule finds in raw, so that one rule's view of where the query or
+// the authority ends cannot expose what the other one hides.
 func RedactUserinfo(raw string) string {
-	scheme, rest, ok := strings.Cut(raw, "://")
-	if !ok {
+	var hide [][2]int // byte ranges of raw
+	if strings.Contains(raw, "://") {
+		for from := 0; ; {
+			i := strings.Index(raw[from:], "://")
+			if i < 0 {
+				break
+			}
+			start := from + i + len("://")
+			if at := strings.LastIndex(raw[start:], "@"); at >= 0 {
+				hide = append(hide, [2]int{start, start + at})
+			}
+			from = start
+		}
+	} else if at := strings.LastIndex(raw, "@"); at >= 0 {
+		hide = append(hide, [2]int{0, at})
+	}
+	hide = append(hide, queryCredentials(raw)...)
+	if len(hide) == 0 {
 		return raw
 	}
-	end := strings.IndexAny(rest, "/?#")
-	if end < 0 {
-		end = len(rest)
+	slices.SortFunc(hide, func(a, b [2]int) int { return a[0] - b[0] })
+	var out strings.Builder
+	pos := 0
+	for _, h := range hide {
+		if h[1] <= pos {
+			continue // inside a range already hidden
+		}
+		if h[0] >= pos {
+			out.WriteString(raw[pos:h[0]])
+			out.WriteString(redacted)
+		}
+		pos = h[1]
 	}
-	if at := strings.LastIndex(rest[:end], "@"); at >= 0 {
-		return scheme + "://REDACTED@" + rest[at+1:]
+	out.WriteString(raw[pos:])
+	return out.String()
+}
+
+const redacted = "REDACTED"
+
+// queryCredentials returns the byte ranges of raw's query values to hide.
+// The query runs from the first "?" to the end, a fragment included: a
+// secret may hold an unescaped "#".
+func queryCredentials(raw string) [][2]int {
+	q := strings.IndexByte(raw, '?')
+	if q < 0 {
+		return nil
 	}
-	return raw
+	var hide [][2]int
+	for i := q + 1; i <= len(raw); {
+		end := strings.IndexAny(raw[i:], "&;")
+		if end < 0 {
+			end = len(raw)
+		} else {
+			end += i
+		}
+		if eq := strings.IndexByte(raw[i:end], '='); eq >= 0 {
+			k, v := raw[i:i+eq], raw[i+eq+1:end]
+			if credentialParam(k) || strings.Contains(unescape(v), "@") {
+				hide = append(hide, [2]int{i + eq + 1, end})
+			}
+		}
+		i = end + 1
+	}
+	return hide
+}
+
+// unescape decodes s's valid %XX escapes and "+", leaving anything
+// invalid as is: a value with one bad escape still shows its "@".
+func unescape(s string) string {
+	if u, err := url.QueryUnescape(s); err == nil {
+		return u
+	}
+	var b strings.Builder
+	for i := 0; i < len(s); i++ {
+		if s[i] == '%' && i+2 < len(s) {
+			if v, err := strconv.ParseUint(s[i+1:i+3], 16, 8); err == nil {
+				b.WriteByte(byte(v))
+				i += 2
+				continue
+			}
+		}
+		if s[i] == '+' {
+			b.WriteByte(' ')
+			continue
+		}
+		b.WriteByte(s[i])
+	}
+	return b.String()
+}
+
+// credentialParam reports whether a query parameter named name (raw, maybe
+// escaped) may carry a credential: Litestream-style keys
+// (secret-access-key), presigned URLs (X-Amz-Signature, X-Amz-Credential,
+// X-Amz-Security-Token) and the usual password and token names.
+func credentialParam(name string) bool {
+	name = strings.ToLower(unescape(name))
+	for _, w := range []string{"secret", "passw", "pwd", "token", "signature", "sig", "key", "credential", "auth"} {
+		if strings.Contains(name, w) {
+			return true
+		}
+	}
+	return false
 }
 
 // resolved is a Config with every default applied.
@@ -152,7 +269,13 @@ func resolve(cfg Config) (*resolved, error) {
 		}
 		u, err := url.Parse(ep)
 		if err != nil || u.Hostname() == "" || (u.Scheme != "http" && u.Scheme != "https") {
-			return nil, fmt.Errorf("s3: invalid endpoint %q: expected https://host[:port]", r.Endpoint)
+			return nil, fmt.Errorf("s3: invalid endpoint %q%s: expected https://host[:port]", RedactUserinfo(r.Endpoint), endpointSource(cfg))
+		}
+		if u.User != nil {
+			// Requests are signed with the credential chain's keys; a
+			// password here would be ignored, so it is refused.
+			return nil, fmt.Errorf("s3: invalid endpoint %q%s: credentials do not belong in the endpoint; use AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY",
+				RedactUserinfo(r.Endpoint), endpointSource(cfg))
 		}
 		r.endpoint = &url.URL{Scheme: u.Scheme, Host: u.Host}
 		r.custom = !strings.HasSuffix(u.Hostname(), ".amazonaws.com")
@@ -224,6 +347,20 @@ func resolve(cfg Config) (*resolved, error) {
 		r.ResponseTimeout = DefaultResponseTimeout
 	}
 	return r, nil
+}
+
+// endpointSource names where an endpoint that did not come from cfg (the
+// flag or the config file) came from, for its error.
+func endpointSource(cfg Config) string {
+	if cfg.Endpoint != "" {
+		return ""
+	}
+	for _, n := range []string{"AWS_ENDPOINT_URL_S3", "AWS_ENDPOINT_URL"} {
+		if os.Getenv(n) != "" {
+			return " (from " + n + ")"
+		}
+	}
+	return ""
 }
 
 func firstEnv(names ...string) string {
