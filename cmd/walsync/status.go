@@ -10,10 +10,13 @@ import (
 	"net"
 	"net/http"
 	"net/http/pprof"
+	"strings"
+	"sync"
 	"text/tabwriter"
 	"time"
 
 	"github.com/walsync/walsync/engine"
+	"github.com/walsync/walsync/storage/s3"
 )
 
 // listenAddr gives a bare ":PORT" the loopback host: status is for this
@@ -26,16 +29,61 @@ func listenAddr(addr string) string {
 	return net.JoinHostPort("127.0.0.1", port)
 }
 
-// serveStatus serves GET /status (JSON engine.Status) until stop is called.
-func serveStatus(ctx context.Context, addr string, eng *engine.Engine, log *slog.Logger) (stop func(), err error) {
-	addr = listenAddr(addr)
-	ln, err := net.Listen("tcp", addr)
+// checkAddr refuses an --addr that is not host:port or :port. It never
+// repeats credentials someone wrote into it.
+func checkAddr(flag, addr string) error {
+	host, _, err := net.SplitHostPort(addr)
+	if err != nil || strings.ContainsAny(host, "@/") {
+		return usagef("invalid %s %q: expected host:port or :port, e.g. 127.0.0.1:9090", flag, s3.RedactUserinfo(addr))
+	}
+	return nil
+}
+
+// The status server's limits. Each connection costs an fd, and fds are the
+// replication's budget (databases, WAL files, spool files, storage
+// connections): idle clients must not take them. Connections beyond
+// statusMaxConns are closed as soon as they are accepted; the timeouts
+// close slow or idle ones.
+const (
+	statusMaxConns          = 64
+	statusReadHeaderTimeout = 5 * time.Second
+	statusReadTimeout       = 10 * time.Second
+	statusWriteTimeout      = 30 * time.Second // GET /status waits up to 10 s for the engine
+	statusIdleTimeout       = 30 * time.Second
+	// pprof's CPU profile lasts ?seconds=30 by default and must end before
+	// the write timeout.
+	pprofWriteTimeout = 2 * time.Minute
+	// refusedLogEvery bounds the refusal warnings: one per flood, not one
+	// per connection.
+	refusedLogEvery = time.Hour
+)
+
+// statusOptions are watch's status-server flags.
+type statusOptions struct {
+	Addr  string // --addr
+	Pprof bool   // --pprof: also serve /debug/pprof/
+}
+
+// serveStatus serves GET /status (JSON engine.Status), and the Go profiles
+// with o.Pprof, until stop is called.
+func serveStatus(ctx context.Context, o statusOptions, eng *engine.Engine, log *slog.Logger) (stop func(), err error) {
+	if err := checkAddr("--addr", o.Addr); err != nil {
+		return nil, err
+	}
+	addr := listenAddr(o.Addr)
+	inner, err := net.Listen("tcp", addr)
 	if err != nil {
-		return nil, fmt.Errorf("status address %s: %w", addr, err)
+		return nil, fmt.Errorf("status address %s: %w; choose another --addr", addr, err)
 	}
-	if host, _, _ := net.SplitHostPort(addr); host != "127.0.0.1" && host != "localhost" && host != "::1" {
-		log.Warn("status is served beyond this machine; it lists database paths", "addr", ln.Addr().String())
+	if ip := inner.Addr().(*net.TCPAddr).IP; !ip.IsLoopback() {
+		exposed := "database paths, replica URLs and errors"
+		if o.Pprof {
+			exposed += ", and profiles of this process (--pprof: goroutine stacks, heap and CPU profiles)"
+		}
+		log.Warn("status is served beyond this machine: whoever reaches it reads "+exposed+"; use --addr :PORT for this machine only",
+			"addr", inner.Addr().String())
 	}
+	ln := newLimitListener(inner, statusMaxConns, log)
 	mux := http.NewServeMux()
 	mux.HandleFunc("GET /status", func(w http.ResponseWriter, r *http.Request) {
 		rctx, cancel := context.WithTimeout(r.Context(), 10*time.Second)
@@ -50,17 +98,100 @@ func serveStatus(ctx context.Context, addr string, eng *engine.Engine, log *slog
 		enc.SetIndent("", "  ")
 		_ = enc.Encode(st)
 	})
-	// Profiles, for "where does the memory go" on a live process.
-	mux.HandleFunc("GET /debug/pprof/", pprof.Index)
-	mux.HandleFunc("GET /debug/pprof/profile", pprof.Profile)
-	srv := &http.Server{Handler: mux, ReadHeaderTimeout: 5 * time.Second, BaseContext: func(net.Listener) context.Context { return ctx }}
+	writeTimeout := statusWriteTimeout
+	if o.Pprof {
+		// Profiles, for "where does the memory go" on a live process; only
+		// when asked, as they show the process's insides. Index serves the
+		// named profiles; /debug/pprof/cmdline is left out on purpose: a
+		// command line can hold an endpoint URL.
+		mux.HandleFunc("GET /debug/pprof/", pprof.Index)
+		mux.HandleFunc("GET /debug/pprof/profile", pprof.Profile)
+		writeTimeout = pprofWriteTimeout
+	}
+	srv := &http.Server{
+		Handler:           mux,
+		ReadHeaderTimeout: statusReadHeaderTimeout,
+		ReadTimeout:       statusReadTimeout,
+		WriteTimeout:      writeTimeout,
+		IdleTimeout:       statusIdleTimeout,
+		MaxHeaderBytes:    16 << 10,
+		// Accept errors (EMFILE) are retried by the server, which would
+		// print each one: they go to the debug log.
+		ErrorLog:    slog.NewLogLogger(log.Handler(), slog.LevelDebug),
+		BaseContext: func(net.Listener) context.Context { return ctx },
+	}
 	go func() {
 		if err := srv.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
 			log.Error("status server stopped", "error", err)
 		}
 	}()
-	log.Info("serving status", "url", "http://"+ln.Addr().String()+"/status")
+	log.Info("serving status", "url", "http://"+inner.Addr().String()+"/status", "max_connections", statusMaxConns)
+	if o.Pprof {
+		log.Info("serving profiles", "url", "http://"+inner.Addr().String()+"/debug/pprof/")
+	}
 	return func() { srv.Close() }, nil
+}
+
+// limitListener accepts at most max connections at once; it closes the
+// ones beyond at once (a refusal the client sees as a closed connection)
+// and warns about refusals at most once per refusedLogEvery.
+type limitListener struct {
+	net.Listener
+	slots chan struct{}
+	log   *slog.Logger
+
+	mu      sync.Mutex
+	refused int       // since the last warning
+	warned  time.Time // zero: never
+}
+
+func newLimitListener(inner net.Listener, max int, log *slog.Logger) *limitListener {
+	return &limitListener{Listener: inner, slots: make(chan struct{}, max), log: log}
+}
+
+// Accept returns the next connection there is room for.
+func (l *limitListener) Accept() (net.Conn, error) {
+	for {
+		c, err := l.Listener.Accept()
+		if err != nil {
+			return nil, err
+		}
+		select {
+		case l.slots <- struct{}{}:
+			return &limitConn{Conn: c, free: func() { <-l.slots }}, nil
+		default:
+			c.Close()
+			l.refuse()
+		}
+	}
+}
+
+func (l *limitListener) refuse() {
+	l.mu.Lock()
+	l.refused++
+	now := time.Now()
+	if !l.warned.IsZero() && now.Sub(l.warned) < refusedLogEvery {
+		l.mu.Unlock()
+		return
+	}
+	n := l.refused
+	l.refused, l.warned = 0, now
+	l.mu.Unlock()
+	l.log.Warn("status server refuses connections: it holds its limit of open connections, and closes new ones at once so that "+
+		"replication keeps its file descriptors (this is logged at most once an hour)",
+		"limit", cap(l.slots), "refused", n, "addr", l.Addr().String())
+}
+
+// limitConn frees its listener slot when closed.
+type limitConn struct {
+	net.Conn
+	once sync.Once
+	free func()
+}
+
+func (c *limitConn) Close() error {
+	c.once.Do(c.free)
+	return c.Conn.Close()
 }
 
 func runStatus(ctx context.Context, args []string, stdout, stderr io.Writer) error {
@@ -68,6 +199,9 @@ func runStatus(ctx context.Context, args []string, stdout, stderr io.Writer) err
 	addr := fs.String("addr", "127.0.0.1:9090", "`ADDR` a running walsync watch serves status on (its --addr)")
 	asJSON := fs.Bool("json", false, "print the raw JSON")
 	if _, err := parse(fs, args); err != nil {
+		return err
+	}
+	if err := checkAddr("--addr", *addr); err != nil {
 		return err
 	}
 	url := "http://" + listenAddr(*addr) + "/status"

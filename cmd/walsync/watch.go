@@ -33,7 +33,8 @@ func runWatch(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	hotSet := fs.Int("hot-set", engine.DefaultHotSet, "databases held open at once; idle ones are released")
 	idleTimeout := fs.Duration("idle-timeout", engine.DefaultIdleTimeout, "release a database unchanged this long: no fd, connection or request until it changes (0: never)")
 	sweepInterval := fs.Duration("sweep-interval", engine.DefaultSweepInterval, "stat released databases this often, in case a file event was missed")
-	addr := fs.String("addr", "", "serve status at http://`ADDR`/status (a bare :PORT listens on 127.0.0.1 only)")
+	addr := fs.String("addr", "", "serve status at http://`ADDR`/status (a bare :PORT listens on 127.0.0.1 only); it shows database paths, replica URLs and errors")
+	pprofOn := fs.Bool("pprof", false, "with --addr: also serve Go profiles at http://ADDR/debug/pprof/ (goroutine stacks, heap and CPU profiles)")
 	levels := fs.String("levels", "30s,5m,1h", "compaction intervals of levels 1, 2, 3, … (\"\" or none: no compaction)")
 	l0Retention := fs.Duration("l0-retention", compact.DefaultL0Retention, "keep L0 files this long after level 1 covers them (0: forever)")
 	snapRetention := fs.Duration("snapshot-retention", compact.DefaultSnapshotRetention, "delete snapshots older than this, except the newest, and history before the oldest kept (0: keep all)")
@@ -137,6 +138,14 @@ func runWatch(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	if len(paths) == 0 && len(dirs) == 0 && (cfg == nil || len(cfg.DBs) == 0) {
 		return usagef("no database given: walsync watch /path/to/app.db -b URL, or --dir /var/lib/app --recursive")
 	}
+	if *pprofOn && *addr == "" {
+		return usagef("--pprof needs --addr: profiles are served on the status address")
+	}
+	if *addr != "" {
+		if err := checkAddr("--addr", *addr); err != nil {
+			return err
+		}
+	}
 	if *hotSet < 1 || *workers < 1 {
 		return usagef("--hot-set and --workers must be at least 1")
 	}
@@ -197,7 +206,7 @@ func runWatch(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		return err
 	}
 	if *addr != "" {
-		stop, err := serveStatus(ctx, *addr, eng, log)
+		stop, err := serveStatus(ctx, statusOptions{Addr: *addr, Pprof: *pprofOn}, eng, log)
 		if err != nil {
 			return err
 		}
