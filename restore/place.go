@@ -283,7 +283,8 @@ func lockDir(ctx context.Context, dir string, log *slog.Logger) (func(), error) 
 	if err != nil {
 		return nil, fmt.Errorf("open the output's directory %s: %w", dir, err)
 	}
-	for {
+	start := time.Now()
+	for said := false; ; {
 		err := unix.Flock(int(d.Fd()), unix.LOCK_EX|unix.LOCK_NB)
 		if err == nil {
 			return func() { d.Close() }, nil
@@ -295,6 +296,10 @@ func lockDir(ctx context.Context, dir string, log *slog.Logger) (func(), error) 
 			log.Warn("cannot lock the output's directory; concurrent restores to it are not serialized", "dir", dir, "err", err)
 			d.Close()
 			return func() {}, nil
+		}
+		if !said && time.Since(start) > 2*time.Second {
+			log.Warn("waiting for another restore into the output's directory to finish its last step", "dir", dir)
+			said = true
 		}
 		select {
 		case <-ctx.Done():
