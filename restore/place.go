@@ -46,10 +46,14 @@ import (
 // (the database was opened in between and has a new -wal) or the database
 // file was written after it was set aside (a checkpoint, which the old WAL
 // would undo), it is kept and every restore to that path fails, naming it,
-// until a person has dealt with it. Until
-// some restore runs again, the old database is without its -wal: opening
-// it with SQLite in that window does not see the transactions in the
-// aside file.
+// until a person has dealt with it. Until some restore runs again, the old
+// database is without its -wal: SQLite opening it in that window does not
+// see the transactions in the aside file.
+//
+// Limits: an application that opens the database between the last check
+// and the rename (microseconds, under the directory lock) is not seen; nor
+// is an idle connection to a rollback-journal database, which holds no
+// lock between transactions (walsync replicates only WAL databases).
 
 // sidecars are the files SQLite keeps beside a database. A restored
 // database must not inherit another database's: SQLite would apply a hot
