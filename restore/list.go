@@ -27,9 +27,16 @@ type DatabaseInfo struct {
 	Snapshots     int           // level-9 snapshots
 	BytesPerLevel map[int]int64 // stored bytes per level
 	FilesPerLevel map[int]int
+
+	// Err is why the database could not be described (a corrupt or
+	// unreadable object); only Name is set then.
+	Err error
 }
 
-// ListDatabases finds every database replicated below c.
+// ListDatabases finds every database replicated below c. A database that
+// cannot be described is listed with its Err, and the others still are:
+// one bad object does not hide the rest. The error is for the listing
+// itself (or a cancelled ctx).
 func ListDatabases(ctx context.Context, c storage.Client) ([]DatabaseInfo, error) {
 	l, ok := c.(storage.ReplicaLister)
 	if !ok {
@@ -47,7 +54,11 @@ func ListDatabases(ctx context.Context, c storage.Client) ([]DatabaseInfo, error
 		}
 		info, err := Describe(ctx, sub)
 		if err != nil {
-			return nil, fmt.Errorf("%s: %w", name, err)
+			if ctx.Err() != nil {
+				return nil, ctx.Err()
+			}
+			out = append(out, DatabaseInfo{Name: name, Err: err})
+			continue
 		}
 		if info == nil {
 			continue

@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"strings"
@@ -12,9 +13,10 @@ import (
 )
 
 func runList(ctx context.Context, args []string, stdout, stderr io.Writer) error {
-	fs := newFlagSet("list", "walsync list -b URL", stderr)
+	fs := newFlagSet("list", "walsync list -b URL [--strict]", stderr)
 	var rf replicaFlags
 	rf.register(fs)
+	strict := fs.Bool("strict", false, "exit non-zero when a database cannot be read (it is listed with its error either way)")
 	pos, err := parse(fs, args)
 	if err != nil {
 		return err
@@ -28,19 +30,37 @@ func runList(ctx context.Context, args []string, stdout, stderr io.Writer) error
 	}
 	dbs, err := restore.ListDatabases(ctx, client)
 	if err != nil {
-		return err
+		return fmt.Errorf("list the databases of %s: %w", client, err)
 	}
+	// Names and errors come from the replica: escaped before a terminal.
+	failed := 0
 	tw := tabwriter.NewWriter(stdout, 0, 4, 2, ' ', 0)
-	fmt.Fprintln(tw, "NAME\tLATEST TXID\tLATEST TIME\tEARLIEST TXID\tEARLIEST TIME\tSIZE\tSNAPSHOTS\tSTORED BYTES BY LEVEL")
+	fmt.Fprintln(tw, "NAME\tLATEST TXID\tLATEST TIME\tEARLIEST TXID\tEARLIEST TIME\tSIZE\tSNAPSHOTS\tSTORED BYTES BY LEVEL\tERROR")
 	for _, d := range dbs {
+		if d.Err != nil {
+			failed++
+			fmt.Fprintf(tw, "%s\t-\t-\t-\t-\t-\t-\t-\t%s\n", termName(d.Name), termText(d.Err.Error()))
+			continue
+		}
 		earliestTXID, earliestTime := "-", "-"
 		if d.EarliestTXID != 0 {
 			earliestTXID, earliestTime = fmt.Sprint(uint64(d.EarliestTXID)), d.EarliestTime.Format(time.RFC3339)
 		}
-		fmt.Fprintf(tw, "%s\t%d\t%s\t%s\t%s\t%d\t%d\t%s\n", d.Name, d.TXID, d.Time.UTC().Format(time.RFC3339),
+		fmt.Fprintf(tw, "%s\t%d\t%s\t%s\t%s\t%d\t%d\t%s\t-\n", termName(d.Name), d.TXID, d.Time.UTC().Format(time.RFC3339),
 			earliestTXID, earliestTime, d.Size, d.Snapshots, levels(d.BytesPerLevel, d.FilesPerLevel))
 	}
-	return tw.Flush()
+	if err := tw.Flush(); err != nil {
+		return err
+	}
+	if failed == 0 {
+		return nil
+	}
+	msg := fmt.Sprintf("%d of %d databases could not be read; see their ERROR, and walsync verify NAME -b URL for every problem", failed, len(dbs))
+	if *strict {
+		return errors.New(msg)
+	}
+	fmt.Fprintf(stderr, "walsync list: %s (--strict makes this an error)\n", msg)
+	return nil
 }
 
 // levels formats stored bytes per level, e.g. "L0 12 files 4096 B, L9 …".

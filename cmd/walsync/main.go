@@ -11,7 +11,10 @@ import (
 	"log/slog"
 	"os"
 	"os/signal"
+	"strconv"
+	"strings"
 	"syscall"
+	"unicode/utf8"
 
 	"github.com/walsync/walsync/capture"
 )
@@ -116,4 +119,52 @@ func newLogger(w io.Writer, level string) (*slog.Logger, error) {
 		return nil, usagef("invalid --log-level %q: use debug, info, warn or error", level)
 	}
 	return slog.New(slog.NewTextHandler(w, &slog.HandlerOptions{Level: l})), nil
+}
+
+// termName returns a name that came from a replica or a file system (a
+// database name or path) fit for a terminal: as is when it is plain text,
+// else quoted Go-style ("app\x1b[2J…"), so that no name can move the
+// cursor, clear the screen, recolour the output or pass for another row.
+// A name holding a backslash or a quote is quoted too, so that the quoted
+// form is never ambiguous.
+func termName(s string) string {
+	if plainText(s) && !strings.ContainsAny(s, `\"`) {
+		return s
+	}
+	return strconv.Quote(s)
+}
+
+// termText escapes the unprintable characters of a message in place
+// (\x1b, \u202e, …): an error can quote names and keys from a replica.
+func termText(s string) string {
+	if plainText(s) {
+		return s
+	}
+	var b strings.Builder
+	for i := 0; i < len(s); {
+		r, w := utf8.DecodeRuneInString(s[i:])
+		switch {
+		case r == utf8.RuneError && w == 1:
+			fmt.Fprintf(&b, `\x%02x`, s[i])
+		case strconv.IsPrint(r):
+			b.WriteRune(r)
+		default:
+			q := strconv.QuoteRune(r)
+			b.WriteString(q[1 : len(q)-1])
+		}
+		i += w
+	}
+	return b.String()
+}
+
+// plainText reports whether every rune of s is valid and printable.
+func plainText(s string) bool {
+	for i := 0; i < len(s); {
+		r, w := utf8.DecodeRuneInString(s[i:])
+		if (r == utf8.RuneError && w == 1) || !strconv.IsPrint(r) {
+			return false
+		}
+		i += w
+	}
+	return true
 }

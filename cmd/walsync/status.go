@@ -195,9 +195,10 @@ func (c *limitConn) Close() error {
 }
 
 func runStatus(ctx context.Context, args []string, stdout, stderr io.Writer) error {
-	fs := newFlagSet("status", "walsync status --addr ADDR [--json]", stderr)
+	fs := newFlagSet("status", "walsync status --addr ADDR [--json] [--strict]", stderr)
 	addr := fs.String("addr", "127.0.0.1:9090", "`ADDR` a running walsync watch serves status on (its --addr)")
 	asJSON := fs.Bool("json", false, "print the raw JSON")
+	strict := fs.Bool("strict", false, "exit non-zero when a database is failing (each is listed with its error either way)")
 	if _, err := parse(fs, args); err != nil {
 		return err
 	}
@@ -209,7 +210,7 @@ func runStatus(ctx context.Context, args []string, stdout, stderr io.Writer) err
 	defer cancel()
 	req, err := http.NewRequestWithContext(rctx, http.MethodGet, url, nil)
 	if err != nil {
-		return usagef("invalid --addr %q: %v", *addr, err)
+		return usagef("invalid --addr %q: %v", s3.RedactUserinfo(*addr), err)
 	}
 	resp, err := http.DefaultClient.Do(req)
 	if err != nil {
@@ -221,20 +222,32 @@ func runStatus(ctx context.Context, args []string, stdout, stderr io.Writer) err
 		return fmt.Errorf("read status from %s: %w", url, err)
 	}
 	if resp.StatusCode != http.StatusOK {
-		return fmt.Errorf("status from %s: %s: %s", url, resp.Status, body)
-	}
-	if *asJSON {
-		_, err := stdout.Write(body)
-		return err
+		return fmt.Errorf("status from %s: %s: %s", url, resp.Status, termText(strings.TrimSpace(string(body))))
 	}
 	var st engine.Status
 	if err := json.Unmarshal(body, &st); err != nil {
 		return fmt.Errorf("status from %s is not walsync's: %w", url, err)
 	}
+	if *asJSON {
+		if _, err := stdout.Write(body); err != nil {
+			return err
+		}
+	} else if err := printStatus(stdout, st); err != nil {
+		return err
+	}
+	if *strict && st.Failing > 0 {
+		return fmt.Errorf("%d of %d databases are failing; see their ERROR", st.Failing, st.Databases)
+	}
+	return nil
+}
+
+// printStatus prints st as a summary line and a table. Paths and errors
+// come from file systems and replicas: they are escaped for the terminal.
+func printStatus(stdout io.Writer, st engine.Status) error {
 	fmt.Fprintf(stdout, "%d databases: %d hot (limit %d), %d cold, %d failing; oldest unsynced change %s; up %s\n",
 		st.Databases, st.Hot, st.HotSet, st.Cold, st.Failing, time.Duration(st.MaxLag), st.Time.Sub(st.Started).Round(time.Second))
 	if st.SweepOnly != "" {
-		fmt.Fprintf(stdout, "some changes are found by stat sweeps only: %s\n", st.SweepOnly)
+		fmt.Fprintf(stdout, "some changes are found by stat sweeps only: %s\n", termText(st.SweepOnly))
 	}
 	tw := tabwriter.NewWriter(stdout, 0, 0, 2, ' ', 0)
 	fmt.Fprintln(tw, "DATABASE\tSTATE\tTXID\tLAST SYNC\tLAG\tERROR")
@@ -251,7 +264,7 @@ func runStatus(ctx context.Context, args []string, stdout, stderr io.Writer) err
 		if d.Failures > 0 {
 			errText = fmt.Sprintf("%d failures, retry at %s: %s", d.Failures, d.RetryAt.Local().Format(time.TimeOnly), d.Error)
 		}
-		fmt.Fprintf(tw, "%s\t%s\t%d\t%s\t%s\t%s\n", d.Path, d.State, d.TXID, last, lag, errText)
+		fmt.Fprintf(tw, "%s\t%s\t%d\t%s\t%s\t%s\n", termName(d.Path), termText(d.State), d.TXID, last, lag, termText(errText))
 	}
 	return tw.Flush()
 }

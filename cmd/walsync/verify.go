@@ -154,8 +154,10 @@ func kinds(m map[string]int) string {
 //	t1/app: 42 files, 1234567 bytes (L0 12, L1 20, L9 2), latest TXID 90: OK
 //	  L0/0000000000000005-0000000000000005.ltx: corrupt: SHA-256 is …
 func printVerify(w io.Writer, e verifyEntry) {
+	// Names, keys and messages come from the replica: escaped for the
+	// terminal.
 	if e.Error != "" {
-		fmt.Fprintf(w, "%s: FAILED: %s\n", e.Name, e.Error)
+		fmt.Fprintf(w, "%s: FAILED: %s\n", termName(e.Name), termText(e.Error))
 		return
 	}
 	var lv []string
@@ -164,7 +166,7 @@ func printVerify(w io.Writer, e verifyEntry) {
 			lv = append(lv, fmt.Sprintf("L%d %d", level, n))
 		}
 	}
-	fmt.Fprintf(w, "%s: %d files, %d bytes (%s), latest TXID %d", e.Name, e.Files, e.Bytes, strings.Join(lv, ", "), uint64(e.LatestTXID))
+	fmt.Fprintf(w, "%s: %d files, %d bytes (%s), latest TXID %d", termName(e.Name), e.Files, e.Bytes, strings.Join(lv, ", "), uint64(e.LatestTXID))
 	if e.WindowFrom != 0 {
 		fmt.Fprintf(w, ", restorable from TXID %d", uint64(e.WindowFrom))
 	}
@@ -185,7 +187,7 @@ func printVerify(w io.Writer, e verifyEntry) {
 	}
 	fmt.Fprintf(w, ": %s\n", plural(len(e.Problems), "problem"))
 	for _, p := range e.Problems {
-		fmt.Fprintf(w, "  %s\n", p)
+		fmt.Fprintf(w, "  %s\n", termText(p.String()))
 	}
 }
 
