@@ -438,7 +438,7 @@ func (p *parser) resolveS3(f field, r *Replica, k, g *replicaKeys, at func(strin
 				"storageClass", "storage-class", "partSize", "part-size", "concurrency":
 				p.warnf(n, key, "key %s: URL parameter %s is not supported by walsync; ignored", key, param)
 			default:
-				p.warnf(n, key, "key %s: unknown URL parameter %s; ignored", key, param)
+				p.warnf(n, key, "key %s: unknown URL parameter %s; ignored", key, s3.RedactUserinfo(param))
 			}
 		}
 		r.Bucket = fromURL.bucket
