@@ -82,7 +82,6 @@ type DB struct {
 	pin      *conn
 	sealConn *conn // open only while sealed
 	ino      uint64
-	pageSz   uint32
 
 	// Captured state: pos is the WAL position the last captured LTX file
 	// (TXID txid) ends at; havePos is false until a snapshot is taken.
@@ -168,7 +167,6 @@ func Open(ctx context.Context, opts Options) (_ *DB, err error) {
 	if !hdr.wal {
 		return nil, fmt.Errorf("database %s is not in WAL mode; walsync never changes it for you: switch it once with\n    sqlite3 %s 'PRAGMA journal_mode=WAL;'\n(and open it in WAL mode in your application)", opts.Path, opts.Path)
 	}
-	db.pageSz = hdr.pageSize
 
 	if db.pin, err = openConn(opts.Path, opts.BusyTimeout); err != nil {
 		return nil, err
@@ -411,11 +409,26 @@ func (db *DB) Sync(ctx context.Context) (Stats, error) {
 	}
 	if db.resync != "" {
 		st.Snapshot, st.Reason = true, db.resync
-		if err := db.resyncSnapshot(ctx); err != nil {
+		plan, err := db.resyncSnapshot(ctx)
+		if err != nil {
 			return st, err
 		}
+		if err := db.uploadPending(ctx); err != nil {
+			return st, err
+		}
+		// The full image continues the replica's TXIDs; a snapshot of the
+		// same state lets a restore (walsync's or Litestream's) start
+		// there, which it must when the page size changed or older files
+		// were lost. The pin still holds the plan's end.
+		if db.txid > 1 {
+			f, err := db.encodeSnapshot(plan, 1, db.txid, db.txidTS)
+			if err != nil {
+				return st, err
+			}
+			db.pending = &pendingFile{f: f, level: storage.SnapshotLevel, minTX: 1, maxTX: db.txid}
+		}
 	}
-	st.Uploaded = db.pending != nil
+	st.Uploaded = st.Snapshot || db.pending != nil
 	if err := db.uploadPending(ctx); err != nil {
 		return st, err
 	}
@@ -431,7 +444,7 @@ func (db *DB) Sync(ctx context.Context) (Stats, error) {
 
 // resyncSnapshot captures every page as an L0 file for the next TXID (TXID
 // 1 for an empty replica), which resynchronizes the replica.
-func (db *DB) resyncSnapshot(ctx context.Context) error {
+func (db *DB) resyncSnapshot(ctx context.Context) (*snapPlan, error) {
 	if db.txid > 0 {
 		db.log.Warn("resyncing the replica with a full snapshot", "reason", db.resync, "txid", db.txid+1)
 	} else {
@@ -442,20 +455,30 @@ func (db *DB) resyncSnapshot(ctx context.Context) error {
 		plan, err = db.planSnapshot()
 		return err
 	}); err != nil {
-		return err
+		return nil, err
 	}
 	txid := db.txid + 1
 	ts := db.opts.Now().UnixMilli()
 	f, err := db.encodeSnapshot(plan, txid, txid, ts)
 	if err != nil {
-		return err
+		return nil, err
 	}
 	db.txid, db.txidTS = txid, ts
 	db.pos, db.havePos = plan.end, true
 	db.resync = ""
 	db.framesSinceCkpt = plan.end.Frame
 	db.pending = &pendingFile{f: f, level: 0, minTX: txid, maxTX: txid}
-	return nil
+	return plan, nil
+}
+
+// Resync makes the next Sync write a full image and a snapshot, for
+// reason (logged): the engine calls it when the replica lost files.
+func (db *DB) Resync(reason string) {
+	db.mu.Lock()
+	defer db.mu.Unlock()
+	if db.resync == "" {
+		db.resync = reason
+	}
 }
 
 // release lets the WAL restart: seal, capture to the end, end the pin, run
@@ -626,20 +649,33 @@ type snapPlan struct {
 }
 
 func (db *DB) planSnapshot() (*snapPlan, error) {
+	// The page size is read now, under the seal: the one read at Open may
+	// be stale (an application can VACUUM to another page size in
+	// rollback mode between walsync reading the header and its
+	// connections taking their first lock).
+	dh, err := readDBHeader(db.dbFile)
+	if err != nil {
+		return nil, fmt.Errorf("read header of %s: %w", db.opts.Path, err)
+	}
+	if !dh.wal {
+		return nil, fmt.Errorf("database %s left WAL mode; walsync waits until it is back in WAL mode", db.opts.Path)
+	}
 	h, err := db.readWALHeader()
 	if err != nil {
 		return nil, err
 	}
-	p := &snapPlan{h: h, pages: map[uint32]int64{}, pageSize: db.pageSz}
+	p := &snapPlan{h: h, pages: map[uint32]int64{}, pageSize: dh.pageSize}
 	if h != nil {
-		p.pageSize = h.PageSize
+		if h.PageSize != dh.pageSize {
+			return nil, fmt.Errorf("the WAL of %s has %d-byte pages, the database %d: a WAL left from before a page-size change", db.opts.Path, h.PageSize, dh.pageSize)
+		}
 		if p.end, err = wal.Scan(db.walFile, wal.Start(*h), db.frameBuf(*h), p.pages); err != nil {
 			return nil, err
 		}
 	}
 	p.commit = p.end.Commit
 	if p.end.Frame == 0 {
-		if p.commit, err = db.dbFilePages(p.pageSize); err != nil {
+		if p.commit, err = db.dbFilePages(dh); err != nil {
 			return nil, err
 		}
 	}
@@ -697,11 +733,7 @@ func (db *DB) readPage(h *wal.Header, pages map[uint32]int64, pg uint32, data []
 	return nil
 }
 
-func (db *DB) dbFilePages(pageSize uint32) (uint32, error) {
-	hdr, err := readDBHeader(db.dbFile)
-	if err != nil {
-		return 0, fmt.Errorf("read header of %s: %w", db.opts.Path, err)
-	}
+func (db *DB) dbFilePages(hdr dbHeader) (uint32, error) {
 	if hdr.pageN > 0 {
 		return hdr.pageN, nil
 	}
@@ -709,7 +741,7 @@ func (db *DB) dbFilePages(pageSize uint32) (uint32, error) {
 	if err != nil {
 		return 0, err
 	}
-	return uint32(fi.Size() / int64(pageSize)), nil
+	return uint32(fi.Size() / int64(hdr.pageSize)), nil
 }
 
 // Snapshot writes a level-9 snapshot (TXIDs 1..current) after capturing

@@ -25,6 +25,7 @@ import (
 	"io"
 	"log/slog"
 	"os"
+	"slices"
 	"time"
 
 	"github.com/superfly/ltx"
@@ -82,6 +83,14 @@ const readBuffer = 32 << 10
 // does not continue where the destination level ends: nothing can be
 // compacted until the gap is resolved.
 var ErrGap = errors.New("gap in the source level's TXIDs")
+
+// ErrReplicaLost is returned (wrapped) by Compact when the listing shows
+// that files walsync wrote are gone: the destination level ends before the
+// last output Compact was told of, or it is empty while level 0 starts past
+// TXID 1 with no snapshot below it (every object deleted, by hand or by a
+// lifecycle rule). The latest state cannot be restored until a snapshot is
+// written.
+var ErrReplicaLost = errors.New("the replica lost files walsync wrote")
 
 // Options configure Compact.
 type Options struct {
@@ -142,9 +151,17 @@ func Compact(ctx context.Context, c storage.Client, dst int, opts Options) (*sto
 	if err != nil {
 		return nil, fmt.Errorf("compact %s into L%d: %w", c, dst, err)
 	}
+	if last := opts.LastOutput; last != nil && last.Level == dst && dstMax < last.MaxTXID {
+		return nil, fmt.Errorf("compact %s into L%d: %w: L%d ends at TXID %s, before %s written earlier", c, dst, ErrReplicaLost, dst, dstMax, last)
+	}
 	files, err := listLevel(ctx, c, src, dstMax)
 	if err != nil {
 		return nil, fmt.Errorf("compact %s into L%d: %w", c, dst, err)
+	}
+	if src == 0 && dstMax == 0 && len(files) > 0 && files[0].MinTXID > 1 {
+		if err := checkBase(ctx, c, files[0]); err != nil {
+			return nil, fmt.Errorf("compact %s into L%d: %w", c, dst, err)
+		}
 	}
 	run, gap := contiguousRun(files, dstMax)
 	if gap != nil {
@@ -169,6 +186,24 @@ func Compact(ctx context.Context, c storage.Client, dst int, opts Options) (*sto
 	opts.Logger.Debug("compacted", "replica", c.String(), "level", dst,
 		"min_txid", info.MinTXID.String(), "max_txid", info.MaxTXID.String(), "inputs", len(run), "size", info.Size)
 	return info, nil
+}
+
+// checkBase is called when level 1 is empty and level 0 starts at first,
+// past TXID 1: legitimate only when a snapshot reaches the TXID before it
+// (a resync writes one). One listing of the snapshot level, in a case that
+// arises only once per replica (its first compaction after a resync) or
+// when files were lost.
+func checkBase(ctx context.Context, c storage.Client, first *storage.FileInfo) error {
+	snaps, err := listLevel(ctx, c, storage.SnapshotLevel, 0)
+	if err != nil {
+		return err
+	}
+	for _, s := range snaps {
+		if s.MaxTXID+1 >= first.MinTXID {
+			return nil
+		}
+	}
+	return fmt.Errorf("%w: L1 is empty, L0 starts at %s and no snapshot reaches TXID %s", ErrReplicaLost, first, first.MinTXID-1)
 }
 
 // contiguousRun returns the files that continue from TXID after (from the
@@ -205,15 +240,29 @@ func merge(ctx context.Context, c storage.Client, dst int, run []*storage.FileIn
 			acc.Close()
 		}
 	}()
+	var pageSize uint32
 	for start := 0; ; {
 		n := opts.MaxInputs
 		if acc != nil {
 			n--
 		}
 		end := min(start+n, len(run))
-		inputs, closeInputs, err := openInputs(ctx, c, run[start:end])
+		inputs, sizes, closeInputs, err := openInputs(ctx, c, run[start:end])
 		if err != nil {
 			return nil, err
+		}
+		if pageSize == 0 {
+			pageSize = sizes[0]
+		}
+		// A page-size change (VACUUM after PRAGMA page_size, a database
+		// replaced by one with other pages) starts with a full image;
+		// merging across it would make one file of two page sizes. The
+		// merge ends before it and the next compaction starts there.
+		if k := slices.IndexFunc(sizes, func(ps uint32) bool { return ps != pageSize }); k >= 0 {
+			opts.Logger.Info("compaction stops at a page-size change", "replica", c.String(), "level", dst,
+				"file", run[start+k].String(), "page_size", sizes[k], "before", pageSize)
+			inputs, end = inputs[:k], start+k
+			run, maxTXID = run[:end], run[end-1].MaxTXID
 		}
 		if acc != nil {
 			if _, err := acc.Seek(0, io.SeekStart); err != nil {
@@ -242,8 +291,8 @@ func merge(ctx context.Context, c storage.Client, dst int, run []*storage.FileIn
 }
 
 // openInputs opens (and so verifies) every file of batch before a byte is
-// merged.
-func openInputs(ctx context.Context, c storage.Client, batch []*storage.FileInfo) ([]io.Reader, func(), error) {
+// merged, and returns each one's page size, read from its header.
+func openInputs(ctx context.Context, c storage.Client, batch []*storage.FileInfo) ([]io.Reader, []uint32, func(), error) {
 	var rcs []io.ReadCloser
 	closeAll := func() {
 		for _, rc := range rcs {
@@ -251,16 +300,28 @@ func openInputs(ctx context.Context, c storage.Client, batch []*storage.FileInfo
 		}
 	}
 	readers := make([]io.Reader, 0, len(batch)+1)
+	sizes := make([]uint32, 0, len(batch))
 	for _, fi := range batch {
 		rc, err := c.OpenLTXFile(ctx, fi.Level, fi.MinTXID, fi.MaxTXID)
 		if err != nil {
 			closeAll()
-			return nil, nil, fmt.Errorf("open input %s: %w", fi, err)
+			return nil, nil, nil, fmt.Errorf("open input %s: %w", fi, err)
 		}
 		rcs = append(rcs, rc)
-		readers = append(readers, bufio.NewReaderSize(&ctxReader{ctx: ctx, r: rc}, readBuffer))
+		br := bufio.NewReaderSize(&ctxReader{ctx: ctx, r: rc}, readBuffer)
+		var hdr ltx.Header
+		b, err := br.Peek(ltx.HeaderSize)
+		if err == nil {
+			err = hdr.UnmarshalBinary(b)
+		}
+		if err != nil {
+			closeAll()
+			return nil, nil, nil, fmt.Errorf("read header of input %s: %w", fi, err)
+		}
+		readers = append(readers, br)
+		sizes = append(sizes, hdr.PageSize)
 	}
-	return readers, closeAll, nil
+	return readers, sizes, closeAll, nil
 }
 
 // newCompactor returns ltx's compactor over inputs writing to w, set up as

@@ -267,20 +267,21 @@ func TestCompactAndRetentionOfCapturedReplica(t *testing.T) {
 		}
 		if i == 80 {
 			before := counts(t, client)
-			// Snapshots 20 and 40 are older than now-305s; 60 and 80 stay.
+			// Snapshots 20, 40 and 45 (the resync's) are older than
+			// now-305s; 60, 69 (another resync's) and 80 stay.
 			floor, del, err := compact.EnforceSnapshotRetention(ctx, client, snapshotRetention, now)
 			if err != nil {
 				t.Fatal(err)
 			}
-			if floor != 40 {
-				t.Fatalf("snapshot retention floor %s, want 40 (the newest deleted snapshot)", floor)
+			if floor != 45 {
+				t.Fatalf("snapshot retention floor %s, want 45 (the newest deleted snapshot)", floor)
 			}
 			snapDeleted += len(del)
 			after := counts(t, client)
-			// L1 1-3..37-39, L2 1-9..28-36, L3 1-27 and two snapshots.
-			want := map[int]int{1: before[1] - 13, 2: before[2] - 4, 3: before[3] - 1, 9: 2, 0: before[0]}
-			if fmt.Sprint(after) != fmt.Sprint(want) || len(del) != 13+4+1+2 {
-				t.Fatalf("after snapshot retention: %v (deleted %d), want %v", after, len(del), want)
+			// L1 1-3..40-42, L2 1-9..28-36, L3 1-27 and three snapshots.
+			want := map[int]int{1: before[1] - 14, 2: before[2] - 4, 3: before[3] - 1, 9: 3, 0: before[0]}
+			if fmt.Sprint(after) != fmt.Sprint(want) || len(del) != 14+4+1+3 {
+				t.Fatalf("after snapshot retention: %v (deleted %d: %v), want %v, before %v", after, len(del), del, want, before)
 			}
 		}
 	}
@@ -303,16 +304,17 @@ func TestCompactAndRetentionOfCapturedReplica(t *testing.T) {
 	mustNothing(t, client, 1)
 	mustNothing(t, client, 2)
 
-	// (c) The object count: 90 + 30 + 10 + 3 + 4 files written, at most
-	// 15 L0 (76..90), 17 L1 (from 40-42), 6 L2, 2 L3 (28-54, 55-81) and 2
-	// snapshots left.
+	// (c) The object count: 90 + 30 + 10 + 3 + 4 files written, plus the
+	// snapshots the resyncs at 45 and 69 write beside their full images;
+	// at most 15 L0 (76..90), 16 L1 (from 43-45), 6 L2, 2 L3 (28-54,
+	// 55-81) and 3 snapshots (60, 69, 80) left.
 	got := counts(t, client)
-	want := map[int]int{0: 15, 1: 17, 2: 6, 3: 2, 9: 2}
+	want := map[int]int{0: 15, 1: 16, 2: 6, 3: 2, 9: 3}
 	if fmt.Sprint(got) != fmt.Sprint(want) {
 		t.Fatalf("files per level %v, want %v", got, want)
 	}
-	if l0Deleted != 75 || snapDeleted != 20 {
-		t.Fatalf("L0 retention deleted %d files, snapshot retention %d; want 75 and 20", l0Deleted, snapDeleted)
+	if l0Deleted != 75 || snapDeleted != 22 {
+		t.Fatalf("L0 retention deleted %d files, snapshot retention %d; want 75 and 22", l0Deleted, snapDeleted)
 	}
 	if l := list(t, client, 0); l[0].MinTXID != 76 {
 		t.Fatalf("L0 starts at %s, want 76", l[0].MinTXID)

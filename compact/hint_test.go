@@ -3,6 +3,7 @@ package compact_test
 import (
 	"bytes"
 	"context"
+	"errors"
 	"sync"
 	"testing"
 	"time"
@@ -69,9 +70,15 @@ func TestCompactLastOutputHint(t *testing.T) {
 		}
 	}
 	put(12)
+	// A hint past the level's end means files walsync wrote are gone (the
+	// replica was emptied or re-created): that is reported, never
+	// compacted over silently.
 	stale := &storage.FileInfo{Level: 1, MinTXID: 50, MaxTXID: 60}
-	fourth, err := compact.Compact(ctx, c, 1, compact.Options{LastOutput: stale})
+	if fi, err := compact.Compact(ctx, c, 1, compact.Options{LastOutput: stale}); !errors.Is(err, compact.ErrReplicaLost) {
+		t.Fatalf("compaction with a hint past the level's end: %v %v, want ErrReplicaLost", fi, err)
+	}
+	fourth, err := compact.Compact(ctx, c, 1, compact.Options{})
 	if err != nil || fourth == nil || fourth.MinTXID != 12 || fourth.MaxTXID != 12 {
-		t.Fatalf("compaction with a stale hint: %v %v", fourth, err)
+		t.Fatalf("compaction without the hint: %v %v", fourth, err)
 	}
 }

@@ -98,7 +98,10 @@ type entry struct {
 	removed bool           // gone from its source: close and forget
 	// refused is why this database is never replicated: its replica name
 	// is another database's (the first to claim a name keeps it).
-	refused  string
+	refused string
+	// resync, when set, is why the next sync must write a full image and
+	// a snapshot (the replica lost files); cleared once one is written.
+	resync   string
 	walSize  int64
 	walMod   time.Time
 	dirty    bool      // changed since the last sync (or never synced)
@@ -233,6 +236,7 @@ type job struct {
 	counted bool              // in Engine.hot: open, or being opened
 	force   bool              // jobCool: even if the state will not prove much
 	level   int               // jobCompact: into Options.Levels[level-1]
+	resync  string            // jobSync: why a full image is due, if it is
 	last    *storage.FileInfo // that level's last output, if known
 }
 
@@ -838,7 +842,7 @@ func maxTime(a, b time.Time) time.Time {
 func (eng *Engine) take(j job) job {
 	e := j.e
 	e.busy = true
-	j.db, j.cold = e.db, e.cold
+	j.db, j.cold, j.resync = e.db, e.cold, e.resync
 	j.counted = e.db != nil
 	if e.db == nil && (j.kind == jobSync || j.kind == jobSnapshot) {
 		eng.hot++ // opening
@@ -974,6 +978,9 @@ func (eng *Engine) work(ctx context.Context, j job) (r result) {
 		}
 		return r
 	}
+	if j.resync != "" {
+		r.db.Resync(j.resync)
+	}
 	r.st, r.err = r.db.Sync(ctx)
 	if errors.Is(r.err, capture.ErrReplaced) {
 		eng.log.Warn("database file was replaced; replicating the new file as a new database state", "db", e.Path)
@@ -1084,6 +1091,10 @@ func (eng *Engine) settle(r result) {
 			e.dirty, e.dirtyAt = true, now
 		}
 	}
+	if r.kind == jobCompact && errors.Is(r.err, compact.ErrReplicaLost) {
+		eng.replicaLost(e, r.err, now)
+		return
+	}
 	if r.err != nil {
 		eng.failed(e, r, now)
 		return
@@ -1124,6 +1135,9 @@ func (eng *Engine) settle(r result) {
 	e.txid = uint64(r.st.TXID)
 	e.synced = now
 	e.verify = false
+	if r.st.Snapshot {
+		e.resync = ""
+	}
 	if e.db == nil {
 		// Replaced: reopen at once as a new database state.
 		e.dirty, e.dirtyAt = true, now
@@ -1145,6 +1159,22 @@ func (eng *Engine) settle(r result) {
 		}
 		eng.log.Debug("synced", "db", e.Path, "txid", r.st.TXID, "snapshot", r.st.Snapshot)
 	}
+}
+
+// replicaLost handles a replica found to have lost files walsync wrote
+// (every object deleted, a lifecycle rule): the latest state is not
+// restorable until a snapshot is written, so the next sync, due now,
+// writes one. Compaction starts over from what the replica now holds.
+func (eng *Engine) replicaLost(e *entry, err error, now time.Time) {
+	eng.log.Error("the replica lost files walsync wrote (deleted by hand or by a lifecycle rule?); writing a full snapshot now",
+		"db", e.Path, "replica", e.Client.String(), "error", err)
+	e.resync = "the replica lost files walsync wrote: " + err.Error()
+	clear(e.lastOut)
+	for i := range e.newFiles {
+		e.newFiles[i] = 0
+	}
+	e.lastSync = time.Time{}
+	e.dirty, e.dirtyAt = true, now
 }
 
 // failed records a failed job and schedules its retry.
