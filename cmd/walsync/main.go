@@ -29,7 +29,7 @@ Usage:
   walsync status [--addr ADDR]        what a running watch is doing (its --addr)
   walsync snapshot DB... -b URL       write a snapshot now
   walsync restore NAME -o OUT -b URL  restore a database [--txid N | --timestamp T]
-  walsync list -b URL                 list the replicated databases
+  walsync list -b URL [--strict]      list the replicated databases
   walsync compact NAME -b URL         apply snapshot retention (dry run unless --force)
   walsync verify NAME -b URL          check a replica [--all] [--restore] [--json]
   walsync version
