@@ -23,6 +23,13 @@ func TestRedactUserinfo(t *testing.T) {
 		{"s3://AKID:wJalr/Zq7SeKrit@bucket/x", "s3://REDACTED@bucket/x"},
 		{"http://u:a?Zq7SeKrit#b@host", "http://REDACTED@host"},
 		{"http://u:a@Zq7SeKrit@host/p", "http://REDACTED@host/p"},
+		// No "@" (mistyped, or eaten by ${VAR} expansion): a "port" that
+		// is not a number is hidden; real ports and IPv6 literals are not.
+		{"gopher://0:Zq7SeKrit0", "gopher://REDACTED"},
+		{"http://KEYID:Zq7SeKrit/host", "http://REDACTED/host"},
+		{"http://[::1]:9000/x", "http://[::1]:9000/x"},
+		{"http://[::1]/x", "http://[::1]/x"},
+		{"http://host:/x", "http://host:/x"},
 		// No scheme: an endpoint written as host[:port].
 		{"KEYID:Zq7SeKrit@127.0.0.1:9000", "REDACTED@127.0.0.1:9000"},
 		// A URL inside a query, escaped or not.

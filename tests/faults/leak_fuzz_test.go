@@ -161,9 +161,18 @@ func FuzzNoSecretInErrors(f *testing.F) {
 		}
 		for _, doc := range docs {
 			for _, e := range []func(string) (string, bool){nil, env} {
+				// Expansion changes a "$" written in the file, as in
+				// Litestream (no escape exists; the config warns that such
+				// a secret must come from the environment): after it, the
+				// value is no longer the secret the file holds, and only
+				// the warnings, which quote the file, are checked.
+				mangled := e != nil && strings.Contains(secret, "$") && !strings.Contains(doc, "${WS_SECRET}")
 				cfg, warns, err := config.Parse([]byte(doc), "fuzz.yml", e)
 				for _, w := range warns {
 					check("a config warning for\n"+doc, w.String())
+				}
+				if mangled {
+					continue
 				}
 				if err != nil {
 					check("the config error for\n"+doc, err.Error())
