@@ -29,6 +29,13 @@ func capAlloc(t *testing.T, what string, fn func()) {
 	}
 }
 
+// Run a target with e.g.
+//
+//	go test -run='^$' -fuzz=FuzzVerifyLTX -fuzztime=120s -fuzzminimizetime=50x -parallel=1 ./storage/
+//
+// (minimizing a new multi-KB input takes the default 60 s otherwise, most
+// of a short run).
+
 // fuzzSeeds are the valid files of every format, their truncations, and
 // issue 20's hostile objects.
 func fuzzSeeds(f *testing.F) [][]byte {
