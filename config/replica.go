@@ -438,7 +438,13 @@ func (p *parser) resolveS3(f field, r *Replica, k, g *replicaKeys, at func(strin
 				"storageClass", "storage-class", "partSize", "part-size", "concurrency":
 				p.warnf(n, key, "key %s: URL parameter %s is not supported by walsync; ignored", key, param)
 			default:
-				p.warnf(n, key, "key %s: unknown URL parameter %s; ignored", key, s3.RedactUserinfo(param))
+				if s3.RedactUserinfo(k.url) != k.url {
+					// A credential in the URL may hold a "&" that split it
+					// into this parameter's name.
+					p.warnf(n, key, "key %s: an unknown URL parameter, ignored (its name is not shown: the URL holds a credential)", key)
+					continue
+				}
+				p.warnf(n, key, "key %s: unknown URL parameter %s; ignored", key, param)
 			}
 		}
 		r.Bucket = fromURL.bucket
