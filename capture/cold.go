@@ -48,11 +48,16 @@ var ErrNotSettled = errors.New("database is not settled")
 // coarse clock (a jiffy), and some filesystems keep whole seconds.
 const coolFreshness = 2 * time.Second
 
-// Cool lets the database go cold: under the seal it captures to the WAL's
-// end (nothing may be pending), ends the pin, checkpoints the WAL (unless
-// forced), records the files' state, and then closes every connection and
-// fd. On success the DB is closed and the returned State resumes it
-// (Options.Resume).
+// Cool lets the database go cold: it captures to the WAL's end (nothing
+// may be pending), ends the pin, checkpoints the WAL (unless forced),
+// records the files' state, confirms that nothing was committed meanwhile,
+// and then closes every connection and fd. On success the DB is closed and
+// the returned State resumes it (Options.Resume).
+//
+// It takes no write lock: an application writing without a busy timeout
+// never meets walsync's seal because a database went cold. Instead of
+// holding writers off, it looks again after recording the state: a commit
+// or a WAL restart in between makes it give up (ErrNotIdle).
 //
 // Unless force is set, it refuses (ErrNotSettled) while the checkpoint cannot
 // backfill everything or the database file was written too recently for
@@ -74,33 +79,39 @@ func (db *DB) Cool(ctx context.Context, force bool) (*State, error) {
 		return nil, err
 	}
 	defer db.closeWAL()
-	if err := db.seal(ctx); err != nil {
-		return nil, err
-	}
-	st, err := db.coolSealed(force)
+	st, err := db.cool(force)
 	if st == nil {
-		// Still hot: the pin must hold again before the seal lifts.
+		// Still hot: the pin must hold again, and whatever was committed
+		// since it ended must be accounted for, as when waking.
 		if !db.pin.inTxn() {
-			if perr := db.pin.beginRead(); perr != nil {
-				db.resync = "walsync's read transaction could not be restarted: " + perr.Error()
-				err = errors.Join(err, perr)
+			s := &State{TXID: db.txid, TXIDTS: db.txidTS, Pos: db.pos, Ino: db.ino}
+			if rerr := db.resume(ctx, func() error { db.attachResume(s); return nil }); rerr != nil {
+				db.resync = "walsync's read transaction could not be restarted: " + rerr.Error()
+				err = errors.Join(err, rerr)
 			}
 		}
-		db.unseal()
 		return nil, err
 	}
-	db.unseal()
 	db.closeLocked()
 	db.log.Debug("cooled", "txid", st.TXID, "wal_frame", st.Pos.Frame, "db_time_trusted", st.DBMod != 0)
 	return st, nil
 }
 
-func (db *DB) coolSealed(force bool) (*State, error) {
+func (db *DB) cool(force bool) (*State, error) {
 	if _, err := db.captureFrames(); err != nil {
 		return nil, err
 	}
 	if db.pending != nil || db.resync != "" {
 		return nil, fmt.Errorf("%w: new transactions were committed", ErrNotIdle)
+	}
+	// A database file written just now cannot prove anything yet: say so
+	// while the pin still holds, which costs nothing to keep.
+	if !force {
+		if fi, err := os.Stat(db.opts.Path); err == nil {
+			if mod, ctim := fileTimes(fi); fresh(time.Now().UnixNano(), mod) || fresh(time.Now().UnixNano(), ctim) {
+				return nil, fmt.Errorf("%w: the database file was written just now", ErrNotSettled)
+			}
+		}
 	}
 	if err := db.pin.end(); err != nil {
 		return nil, err
@@ -109,8 +120,9 @@ func (db *DB) coolSealed(force bool) (*State, error) {
 	// from the captured state, the case that wakes without a resync. A
 	// forced release skips it: writing the database file would make its
 	// times too fresh to prove anything, and without walsync's pin SQLite's
-	// own auto-checkpoint keeps the WAL bounded.
-	if !force {
+	// own auto-checkpoint keeps the WAL bounded. An empty WAL has nothing
+	// to backfill.
+	if !force && db.pos.Header.PageSize != 0 {
 		r, err := db.pin.queryInts("PRAGMA wal_checkpoint(PASSIVE)")
 		if err != nil {
 			return nil, fmt.Errorf("checkpoint: %w", err)
@@ -138,7 +150,39 @@ func (db *DB) coolSealed(force bool) (*State, error) {
 	if wfi, err := os.Stat(db.opts.Path + "-wal"); err == nil {
 		st.WALSize, st.WALMod = wfi.Size(), wfi.ModTime().UnixNano()
 	}
+	// Nothing may have been committed since the capture: a commit the
+	// checkpoint backfilled before the times were taken would otherwise
+	// look, on waking, like part of the captured state. Frames stay in
+	// the WAL until a restart, and a restart changes the header, so one
+	// look after the stat settles it.
+	if err := db.unchangedSinceCapture(); err != nil {
+		return nil, err
+	}
 	return st, nil
+}
+
+// unchangedSinceCapture fails with ErrNotIdle unless the WAL holds no
+// commit after the captured position, in the captured generation.
+func (db *DB) unchangedSinceCapture() error {
+	h, err := db.readWALHeader()
+	if err != nil {
+		return err
+	}
+	old := db.pos.Header
+	switch {
+	case h == nil && old.PageSize == 0:
+		return nil
+	case h == nil || old.PageSize == 0 || !h.SameGeneration(old):
+		return fmt.Errorf("%w: the WAL moved to a new generation while the database was being released", ErrNotIdle)
+	}
+	q, err := wal.Scan(db.walFile, db.pos, db.frameBuf(*h), nil)
+	if err != nil {
+		return err
+	}
+	if q.Frame != db.pos.Frame {
+		return fmt.Errorf("%w: new transactions were committed while the database was being released", ErrNotIdle)
+	}
+	return nil
 }
 
 func fresh(now, t int64) bool {
@@ -171,11 +215,84 @@ func (s *State) Changed(path string) bool {
 	return wfi.Size() != s.WALSize || wfi.ModTime().UnixNano() != s.WALMod
 }
 
-// attachResume decides, under the seal, where capture resumes after a cold
-// spell. Nothing was pinned meanwhile, so frames may have been discarded by
-// a WAL restart; but a restart needs every frame backfilled into the
-// database file, so if the file was not written since Cool, nothing that
-// was not already captured can have been lost, whatever the WAL now holds.
+// resume takes the pin after a spell without it (opening, a cold
+// database waking, or Cool giving up after ending the pin) and decides
+// where capture continues with decide (attach or attachResume). It first
+// tries without the seal (wake), so that it takes no write lock, and falls
+// back to deciding under the seal in the rare case that the WAL restarted
+// while it looked.
+func (db *DB) resume(ctx context.Context, decide func() error) error {
+	ok, err := db.wake(decide)
+	if err != nil || ok {
+		return err
+	}
+	db.log.Debug("the WAL restarted while attaching; deciding under the seal")
+	return db.sealed(ctx, func() error {
+		// The seal connection opened the WAL, so it exists now.
+		if err := db.openWAL(); err != nil {
+			return err
+		}
+		return decide()
+	})
+}
+
+// wake starts the pin without the seal, decides where capture resumes
+// and captures everything the WAL holds. It reports false, with the pin
+// ended and nothing changed, when the WAL's generation moved while it
+// looked.
+//
+// Why no seal is needed (docs/design/capture.md has the whole argument):
+// once the pin holds a read mark on slot 1 or above, no restart can
+// happen. On slot 0 (the WAL was fully backfilled when the pin began)
+// backfilling is blocked, so at most one restart can happen, only before
+// any new frame is appended, and it discards only frames already in the
+// database file. So if the WAL's header is the same before and after
+// capturing to its end, every frame that existed when the pin began was
+// captured or is still there; and a restart before the first look is a
+// restart while walsync held nothing, which decide judges as before.
+func (db *DB) wake(decide func() error) (bool, error) {
+	if err := db.pin.beginRead(); err != nil {
+		return false, fmt.Errorf("start read transaction on %s: %w", db.opts.Path, err)
+	}
+	if err := db.openWAL(); err != nil {
+		return false, err
+	}
+	before, err := db.readWALHeader()
+	if err != nil {
+		return false, err
+	}
+	txid, txidTS, framesSinceCkpt := db.txid, db.txidTS, db.framesSinceCkpt
+	if err := decide(); err != nil {
+		return false, err
+	}
+	if db.resync != "" {
+		return true, nil // the next Sync takes a snapshot
+	}
+	if _, err := db.captureFrames(); err != nil {
+		return false, err
+	}
+	after, err := db.readWALHeader()
+	if err != nil {
+		return false, err
+	}
+	if db.resync == "" && sameGeneration(before, after) {
+		return true, nil
+	}
+	if db.pending != nil {
+		db.pending.f.Close()
+		db.pending = nil
+	}
+	db.txid, db.txidTS, db.framesSinceCkpt = txid, txidTS, framesSinceCkpt
+	db.pos, db.havePos, db.resync = wal.Position{}, false, ""
+	return false, db.pin.end()
+}
+
+// attachResume decides where capture resumes after a spell without the
+// pin, with the pin now held. Nothing was pinned meanwhile, so frames may
+// have been discarded by a WAL restart; but a restart needs every frame
+// backfilled into the database file, so if the file was not written since
+// Cool, nothing that was not already captured can have been lost, whatever
+// the WAL now holds.
 func (db *DB) attachResume(s *State) {
 	defer func() {
 		if db.resync != "" {

@@ -188,17 +188,11 @@ func Open(ctx context.Context, opts Options) (_ *DB, err error) {
 	}
 
 	defer db.closeWAL()
-	if err := db.sealed(ctx, func() error {
-		// The seal connection opened the WAL, so it exists now.
-		if err := db.openWAL(); err != nil {
-			return err
-		}
-		if opts.Resume != nil {
-			db.attachResume(opts.Resume)
-			return nil
-		}
-		return db.attach(ctx, last)
-	}); err != nil {
+	decide := func() error { return db.attach(ctx, last) }
+	if s := opts.Resume; s != nil {
+		decide = func() error { db.attachResume(s); return nil }
+	}
+	if err := db.resume(ctx, decide); err != nil {
 		return nil, err
 	}
 	return db, nil
@@ -450,12 +444,17 @@ func (db *DB) resyncSnapshot(ctx context.Context) (*snapPlan, error) {
 	} else {
 		db.log.Info("writing the first snapshot", "replica", db.opts.Client.String())
 	}
-	var plan *snapPlan
-	if err := db.sealed(ctx, func() (err error) {
-		plan, err = db.planSnapshot()
-		return err
-	}); err != nil {
+	plan, ok, err := db.planUnsealed()
+	if err != nil {
 		return nil, err
+	}
+	if !ok {
+		if err := db.sealed(ctx, func() (err error) {
+			plan, err = db.planSnapshot()
+			return err
+		}); err != nil {
+			return nil, err
+		}
 	}
 	txid := db.txid + 1
 	ts := db.opts.Now().UnixMilli()
@@ -639,7 +638,41 @@ func (db *DB) encodeIncremental(from, to wal.Position, pages map[uint32]int64, t
 	})
 }
 
-// snapPlan fixes, under the seal, the WAL end a snapshot is taken at.
+// planUnsealed plans a snapshot without taking the write lock, which is
+// sound while the pin holds (see wake): pages are read from the WAL's
+// frames up to the plan's end, and from the database file, which only a
+// backfill of frames at or before the pin's mark can write. It reports
+// false when the pin is not held or the WAL's generation moved while it
+// looked: plan under the seal then.
+func (db *DB) planUnsealed() (*snapPlan, bool, error) {
+	if !db.pin.inTxn() {
+		return nil, false, nil
+	}
+	before, err := db.readWALHeader()
+	if err != nil {
+		return nil, false, err
+	}
+	p, err := db.planSnapshot()
+	if err != nil {
+		return nil, false, err
+	}
+	after, err := db.readWALHeader()
+	if err != nil {
+		return nil, false, err
+	}
+	return p, sameGeneration(before, after), nil
+}
+
+// sameGeneration reports whether two reads of the WAL header (nil: empty)
+// saw one generation.
+func sameGeneration(a, b *wal.Header) bool {
+	if a == nil || b == nil {
+		return a == b
+	}
+	return a.SameGeneration(*b)
+}
+
+// snapPlan fixes the WAL end a snapshot is taken at.
 type snapPlan struct {
 	h        *wal.Header // nil: the WAL is empty
 	end      wal.Position

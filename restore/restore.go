@@ -1,9 +1,9 @@
 package restore
 
 import (
-	"bufio"
 	"context"
 	"database/sql/driver"
+	"encoding/binary"
 	"errors"
 	"fmt"
 	"io"
@@ -100,6 +100,9 @@ func Restore(ctx context.Context, opts Options) (res Result, err error) {
 		}
 		hdr = h
 	}
+	if err := checkSize(tmp, hdr.Commit); err != nil {
+		return res, err
+	}
 	if err := tmp.Truncate(int64(hdr.Commit) * int64(hdr.PageSize)); err != nil {
 		return res, err
 	}
@@ -116,44 +119,38 @@ func Restore(ctx context.Context, opts Options) (res Result, err error) {
 }
 
 // applyFile writes fi's pages into f. The client verifies the whole file
-// (SHA-256, LTX checksums) before handing out a byte.
+// (SHA-256, LTX checksums) before handing out a byte, and storage.ApplyLTX
+// decodes it again with every size bounded before it is used, in memory
+// independent of the database's size.
 func applyFile(ctx context.Context, c storage.Client, fi *storage.FileInfo, f *os.File, first bool) (ltx.Header, error) {
+	if first && fi.MinTXID != 1 {
+		return ltx.Header{}, errors.New("the first file is not a snapshot")
+	}
 	rc, err := c.OpenLTXFile(ctx, fi.Level, fi.MinTXID, fi.MaxTXID)
 	if err != nil {
 		return ltx.Header{}, err
 	}
 	defer rc.Close()
-	dec := ltx.NewDecoder(bufio.NewReaderSize(rc, 64<<10))
-	if err := dec.DecodeHeader(); err != nil {
-		return ltx.Header{}, err
+	return storage.ApplyLTX(ctx, rc, c.String()+"/"+fi.String(), f)
+}
+
+// checkSize compares the restored size with what the database's own header
+// says: SQLite keeps the page count at offset 28 exact whenever the
+// version-valid-for number equals the change counter. A replica claiming
+// more (a hostile Commit of 4 billion pages) would otherwise become a
+// sparse file of terabytes.
+func checkSize(f *os.File, commit uint32) error {
+	b := make([]byte, 100)
+	if _, err := f.ReadAt(b, 0); err != nil {
+		return fmt.Errorf("read the restored database's header: %w", err)
 	}
-	hdr := dec.Header()
-	if first && !hdr.IsSnapshot() {
-		return hdr, errors.New("the first file is not a snapshot")
+	if binary.BigEndian.Uint32(b[92:]) != binary.BigEndian.Uint32(b[24:]) {
+		return nil // written by an old SQLite: the header's count is not kept
 	}
-	data := make([]byte, hdr.PageSize)
-	var ph ltx.PageHeader
-	for {
-		if err := ctx.Err(); err != nil {
-			return hdr, err
-		}
-		if err := dec.DecodePage(&ph, data); errors.Is(err, io.EOF) {
-			break
-		} else if err != nil {
-			return hdr, err
-		}
-		if _, err := f.WriteAt(data, int64(ph.Pgno-1)*int64(hdr.PageSize)); err != nil {
-			return hdr, err
-		}
+	if n := binary.BigEndian.Uint32(b[28:]); n != commit {
+		return fmt.Errorf("the replica's last file says the database has %d pages, the database's own header %d: the replica is corrupt or was tampered with", commit, n)
 	}
-	if err := dec.Close(); err != nil {
-		return hdr, err
-	}
-	// A smaller commit means the database shrank (VACUUM).
-	if err := f.Truncate(int64(hdr.Commit) * int64(hdr.PageSize)); err != nil {
-		return hdr, err
-	}
-	return hdr, nil
+	return nil
 }
 
 // integrityCheck runs PRAGMA integrity_check on a closed database file,
