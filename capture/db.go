@@ -68,6 +68,9 @@ type Options struct {
 	// resuming (a state read from disk may be stale; one kept in memory
 	// cannot be).
 	VerifyResume bool
+	// OnSeal, when set, is told how long each seal held the database's
+	// write lock: the time an application's writer may have waited.
+	OnSeal func(held time.Duration)
 }
 
 // DB replicates one database. Its methods are safe for concurrent use but
@@ -81,6 +84,7 @@ type DB struct {
 	walFile  *os.File // open only during a call (SQLite takes no POSIX locks on the WAL)
 	pin      *conn
 	sealConn *conn // open only while sealed
+	sealedAt time.Time
 	ino      uint64
 
 	// Captured state: pos is the WAL position the last captured LTX file
@@ -330,6 +334,7 @@ func (db *DB) seal(ctx context.Context) error {
 	if err := db.sealConn.exec("BEGIN IMMEDIATE"); err != nil {
 		return fmt.Errorf("take the write lock of %s (BEGIN IMMEDIATE): %w", db.opts.Path, err)
 	}
+	db.sealedAt = time.Now()
 	return nil
 }
 
@@ -343,6 +348,10 @@ func (db *DB) unseal() {
 	if err := db.sealConn.end(); err != nil {
 		db.log.Warn("release the write lock", "error", err)
 	}
+	if db.opts.OnSeal != nil && !db.sealedAt.IsZero() {
+		db.opts.OnSeal(time.Since(db.sealedAt))
+	}
+	db.sealedAt = time.Time{}
 	if err := db.sealConn.close(); err != nil {
 		db.log.Warn("close the seal connection", "error", err)
 	}
@@ -483,9 +492,15 @@ func (db *DB) Resync(reason string) {
 // release lets the WAL restart: seal, capture to the end, end the pin, run
 // a PASSIVE checkpoint, re-pin (inside sealed) and unseal. Any captured file
 // is uploaded afterwards; until then it lives in a local temp file.
+//
+// The bulk of the checkpoint runs before the seal (advancePin), so the
+// write lock is held only for what the application committed meanwhile.
 func (db *DB) release(ctx context.Context) error {
 	if db.pending != nil {
 		return nil
+	}
+	if err := db.advancePin(); err != nil {
+		db.log.Debug("checkpoint before the seal skipped", "error", err)
 	}
 	err := db.sealed(ctx, func() error {
 		if _, err := db.captureFrames(); err != nil {
@@ -511,6 +526,42 @@ func (db *DB) release(ctx context.Context) error {
 	}
 	db.framesSinceCkpt = 0
 	return db.uploadPending(ctx)
+}
+
+// advancePin moves the pin to the WAL's current end without letting go of
+// it, then backfills everything before that end with a PASSIVE checkpoint,
+// all without the write lock. A new connection begins its read while the
+// old pin still holds, so there is no moment without a pin; on slot 1+ the
+// new one forbids any restart, and it can only be on slot 0 if the WAL was
+// fully backfilled, which the old pin's mark allowed only if nothing came
+// after it. The old connection becomes the seal's. The frames between the
+// captured position and the new mark are captured under the seal that
+// follows, which restarts the pin with everything captured.
+func (db *DB) advancePin() error {
+	if db.sealConn != nil {
+		return errors.New("sealed")
+	}
+	nc, err := openConn(db.opts.Path, db.opts.BusyTimeout)
+	if err != nil {
+		return err
+	}
+	if err := nc.beginRead(); err != nil {
+		nc.close()
+		return err
+	}
+	old := db.pin
+	db.pin, db.sealConn = nc, old
+	if err := old.end(); err != nil {
+		return err
+	}
+	r, err := old.queryInts("PRAGMA wal_checkpoint(PASSIVE)")
+	if err != nil {
+		return fmt.Errorf("checkpoint: %w", err)
+	}
+	if len(r) == 3 {
+		db.log.Debug("checkpointed before the seal", "busy", r[0], "wal_frames", r[1], "backfilled", r[2])
+	}
+	return nil
 }
 
 // captureFrames reads committed frames after the captured position into a
@@ -792,18 +843,53 @@ func (db *DB) Snapshot(ctx context.Context) (Stats, error) {
 		return Stats{}, err
 	}
 	defer db.closeWAL()
-	var plan *snapPlan
-	if err := db.sealed(ctx, func() (err error) {
+	captureAndPlan := func() (plan *snapPlan, err error) {
 		if _, err := db.captureFrames(); err != nil {
-			return err
+			return nil, err
 		}
 		if db.resync != "" {
-			return fmt.Errorf("cannot snapshot: %s; the next sync resyncs", db.resync)
+			return nil, fmt.Errorf("cannot snapshot: %s; the next sync resyncs", db.resync)
 		}
-		plan, err = db.planSnapshot()
-		return err
-	}); err != nil {
-		return Stats{}, err
+		return db.planSnapshot()
+	}
+	// Without the seal first (see planUnsealed): the plan must end where
+	// capture did, which a commit in between spoils; a few tries, then the
+	// seal, which holds commits off while it captures and plans.
+	var plan *snapPlan
+	for range 3 {
+		if err := db.uploadPending(ctx); err != nil {
+			return Stats{}, err
+		}
+		if !db.pin.inTxn() {
+			break
+		}
+		before, err := db.readWALHeader()
+		if err != nil {
+			return Stats{}, err
+		}
+		p, err := captureAndPlan()
+		if err != nil {
+			return Stats{}, err
+		}
+		after, err := db.readWALHeader()
+		if err != nil {
+			return Stats{}, err
+		}
+		if sameGeneration(before, after) && p.end == db.pos {
+			plan = p
+			break
+		}
+	}
+	if plan == nil {
+		if err := db.uploadPending(ctx); err != nil {
+			return Stats{}, err
+		}
+		if err := db.sealed(ctx, func() (err error) {
+			plan, err = captureAndPlan()
+			return err
+		}); err != nil {
+			return Stats{}, err
+		}
 	}
 	if err := db.uploadPending(ctx); err != nil {
 		return Stats{}, err

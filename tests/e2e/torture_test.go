@@ -7,6 +7,8 @@ import (
 	"math/rand/v2"
 	"os"
 	"path/filepath"
+	"slices"
+	"sync"
 	"testing"
 	"time"
 
@@ -92,7 +94,22 @@ func runTorture(t *testing.T, dir string, client storage.Client, d time.Duration
 		Path: path, Writers: 2, External: true, Checkpoints: true, Vacuum: true,
 		Seed: rand.Uint64(), Pace: 3 * time.Millisecond, MaxBlob: 1 << 20,
 	})
-	db, err := capture.Open(ctx, capture.Options{Path: path, Client: client, CheckpointPages: 200, BusyTimeout: 10 * time.Second})
+	var sealMu sync.Mutex
+	var seals []time.Duration
+	onSeal := func(d time.Duration) { sealMu.Lock(); seals = append(seals, d); sealMu.Unlock() }
+	defer func() {
+		// The time an application's writer may wait for walsync: measured,
+		// not asserted (machines are noisy).
+		sealMu.Lock()
+		defer sealMu.Unlock()
+		if len(seals) == 0 {
+			return
+		}
+		slices.Sort(seals)
+		q := func(f float64) time.Duration { return seals[min(len(seals)-1, int(f*float64(len(seals))))] }
+		t.Logf("seal (write lock held) over %d seals: p50 %s, p99 %s, max %s", len(seals), q(0.50), q(0.99), seals[len(seals)-1])
+	}()
+	db, err := capture.Open(ctx, capture.Options{Path: path, Client: client, CheckpointPages: 200, BusyTimeout: 10 * time.Second, OnSeal: onSeal})
 	if err != nil {
 		t.Fatal(err)
 	}
