@@ -46,6 +46,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"math"
 	"os"
 	"path/filepath"
 	"slices"
@@ -69,6 +70,7 @@ const (
 	KindUnreachable = "unreachable" // a restore cannot reach the latest TXID, or cannot continue from a snapshot
 	KindIntegrity   = "integrity"   // the restored database failed PRAGMA integrity_check
 	KindRestore     = "restore"     // the test restore failed for another reason
+	KindPageSize    = "page-size"   // a restore chain crosses a page-size change with no snapshot to start from
 )
 
 // DefaultConcurrency is how many objects are verified at once.
@@ -163,7 +165,8 @@ func Replica(ctx context.Context, c storage.Client, opts Options) (*Report, erro
 		rep.Name = c.String()
 	}
 
-	files, checked, err := verifyObjects(ctx, c, opts, rep)
+	pageSizes := map[fileKey]uint32{}
+	files, checked, err := verifyObjects(ctx, c, opts, rep, pageSizes)
 	if err != nil {
 		return nil, err
 	}
@@ -182,6 +185,7 @@ func Replica(ctx context.Context, c storage.Client, opts Options) (*Report, erro
 
 	checkLevels(files, rep)
 	w := window(files)
+	checkPageSizes(files, w, pageSizes, rep)
 	latestOK, err := checkLatest(ctx, c, w, rep)
 	if err != nil {
 		return nil, err
@@ -218,7 +222,7 @@ func key(fi *storage.FileInfo) fileKey { return fileKey{fi.Level, fi.MinTXID, fi
 // is not a problem unless it is listed again, and again not found, up to
 // the last listing. It returns the last listing, every object of which was
 // verified, and each object's problem (nil: verified).
-func verifyObjects(ctx context.Context, c storage.Client, opts Options, rep *Report) ([]*storage.FileInfo, map[fileKey]*Problem, error) {
+func verifyObjects(ctx context.Context, c storage.Client, opts Options, rep *Report, pageSizes map[fileKey]uint32) ([]*storage.FileInfo, map[fileKey]*Problem, error) {
 	checked := map[fileKey]*Problem{}
 	vanished := map[fileKey]bool{}
 	var files []*storage.FileInfo
@@ -236,7 +240,7 @@ func verifyObjects(ctx context.Context, c storage.Client, opts Options, rep *Rep
 		if round > 1 && len(todo) == 0 {
 			break
 		}
-		gone, err := verifyAll(ctx, c, todo, opts.Concurrency, checked)
+		gone, err := verifyAll(ctx, c, todo, opts.Concurrency, checked, pageSizes)
 		if err != nil {
 			return nil, nil, err
 		}
@@ -262,11 +266,13 @@ func verifyObjects(ctx context.Context, c storage.Client, opts Options, rep *Rep
 	return files, checked, nil
 }
 
-// verifyAll verifies files with n workers, recording each result in checked,
-// and returns the files that were not found.
-func verifyAll(ctx context.Context, c storage.Client, files []*storage.FileInfo, n int, checked map[fileKey]*Problem) ([]*storage.FileInfo, error) {
+// verifyAll verifies files with n workers, recording each result in checked
+// and each verified file's page size in pageSizes, and returns the files
+// that were not found.
+func verifyAll(ctx context.Context, c storage.Client, files []*storage.FileInfo, n int, checked map[fileKey]*Problem, pageSizes map[fileKey]uint32) ([]*storage.FileInfo, error) {
 	type result struct {
 		p        *Problem
+		pageSize uint32
 		notFound bool
 		err      error
 	}
@@ -286,8 +292,8 @@ func verifyAll(ctx context.Context, c storage.Client, files []*storage.FileInfo,
 				if i >= len(files) || ctx.Err() != nil {
 					return
 				}
-				p, notFound, err := verifyObject(ctx, c, files[i])
-				results[i] = result{p, notFound, err}
+				p, ps, notFound, err := verifyObject(ctx, c, files[i])
+				results[i] = result{p, ps, notFound, err}
 			}
 		}()
 	}
@@ -304,6 +310,9 @@ func verifyAll(ctx context.Context, c storage.Client, files []*storage.FileInfo,
 			gone = append(gone, files[i])
 		default:
 			checked[key(files[i])] = r.p
+			if r.p == nil {
+				pageSizes[key(files[i])] = r.pageSize
+			}
 		}
 	}
 	return gone, nil
@@ -311,35 +320,91 @@ func verifyAll(ctx context.Context, c storage.Client, files []*storage.FileInfo,
 
 // verifyObject reads one object in full through OpenLTXFile, which verifies
 // its SHA-256 (when it has one), its LTX checksums and that its header holds
-// the TXIDs of its name before it returns a byte.
-func verifyObject(ctx context.Context, c storage.Client, fi *storage.FileInfo) (p *Problem, notFound bool, err error) {
+// the TXIDs of its name before it returns a byte. It returns the file's page
+// size when it is sound.
+func verifyObject(ctx context.Context, c storage.Client, fi *storage.FileInfo) (p *Problem, pageSize uint32, notFound bool, err error) {
 	obj := fi.String()
 	rc, err := c.OpenLTXFile(ctx, fi.Level, fi.MinTXID, fi.MaxTXID)
 	if err != nil {
 		var ce *storage.CorruptError
 		switch {
 		case ctx.Err() != nil:
-			return nil, false, ctx.Err()
+			return nil, 0, false, ctx.Err()
 		case errors.Is(err, storage.ErrNotFound):
-			return nil, true, nil
+			return nil, 0, true, nil
 		case errors.As(err, &ce):
-			return &Problem{Object: obj, Kind: KindCorrupt, Message: ce.Reason}, false, nil
+			return &Problem{Object: obj, Kind: KindCorrupt, Message: ce.Reason}, 0, false, nil
 		default:
-			return &Problem{Object: obj, Kind: KindUnreadable, Message: err.Error()}, false, nil
+			return &Problem{Object: obj, Kind: KindUnreadable, Message: err.Error()}, 0, false, nil
 		}
 	}
 	defer rc.Close()
-	n, err := io.Copy(io.Discard, rc)
+	b := make([]byte, ltx.HeaderSize)
+	var hdr ltx.Header
+	if _, err = io.ReadFull(rc, b); err == nil {
+		err = hdr.UnmarshalBinary(b)
+	}
+	var n int64
+	if err == nil {
+		n, err = io.Copy(io.Discard, rc)
+		n += ltx.HeaderSize
+	}
 	if err != nil {
 		if ctx.Err() != nil {
-			return nil, false, ctx.Err()
+			return nil, 0, false, ctx.Err()
 		}
-		return &Problem{Object: obj, Kind: KindUnreadable, Message: err.Error()}, false, nil
+		return &Problem{Object: obj, Kind: KindUnreadable, Message: err.Error()}, 0, false, nil
 	}
 	if fi.Size > 0 && n != fi.Size {
-		return &Problem{Object: obj, Kind: KindCorrupt, Message: fmt.Sprintf("read %d bytes, the listing says the object has %d", n, fi.Size)}, false, nil
+		return &Problem{Object: obj, Kind: KindCorrupt, Message: fmt.Sprintf("read %d bytes, the listing says the object has %d", n, fi.Size)}, 0, false, nil
 	}
-	return nil, false, nil
+	return nil, hdr.PageSize, false, nil
+}
+
+// checkPageSizes follows, from each file starting at TXID 1, the chain a
+// restore plan follows, up to the next such file (where plans for later
+// targets start instead), and reports a file whose page size differs from
+// the chain's start: restores of the TXIDs from there on fail, because a
+// database cannot change page size in the middle of a chain. walsync
+// writes a snapshot at every resync, so its replicas never have one; a
+// replica written without (by an older walsync) does until a snapshot is
+// taken. Files whose page size is unknown (they failed verification) are
+// passed over.
+func checkPageSizes(files []*storage.FileInfo, w *restoreWindow, pageSizes map[fileKey]uint32, rep *Report) {
+	var bases []*storage.FileInfo
+	for _, fi := range files {
+		if fi.MinTXID == 1 && pageSizes[key(fi)] != 0 {
+			bases = append(bases, fi)
+		}
+	}
+	slices.SortFunc(bases, func(a, b *storage.FileInfo) int { return cmp.Compare(a.MaxTXID, b.MaxTXID) })
+	for i, b := range bases {
+		limit := ltx.TXID(math.MaxUint64)
+		if i+1 < len(bases) {
+			limit = bases[i+1].MaxTXID
+		}
+		ps := pageSizes[key(b)]
+		for cur := b.MaxTXID; cur < limit; {
+			var next *storage.FileInfo
+			for _, fi := range w.lower {
+				if fi.MinTXID > cur+1 {
+					break
+				}
+				if fi.MaxTXID > cur && (next == nil || fi.MaxTXID > next.MaxTXID) {
+					next = fi
+				}
+			}
+			if next == nil {
+				break
+			}
+			if fps := pageSizes[key(next)]; fps != 0 && fps != ps && next.MinTXID < limit {
+				rep.add(next.String(), KindPageSize, "the database's page size changes here from %d to %d, and no snapshot starts the chain again: restores from %s to TXIDs %s and later fail until a snapshot at or after TXID %s is taken (walsync snapshot)",
+					ps, fps, b, next.MinTXID, next.MinTXID)
+				break
+			}
+			cur = next.MaxTXID
+		}
+	}
 }
 
 // checkLevels checks each level for holes and overlaps, and that snapshots

@@ -676,3 +676,31 @@ func TestVerifyWindow(t *testing.T) {
 		t.Fatalf("want the two older snapshots:\n%s", problems(rep))
 	}
 }
+
+// TestVerifyPageSizeChange: a chain that crosses a page-size change with no
+// snapshot to restart from (what walsync wrote before it took a snapshot at
+// every resync) is reported without --restore; with the snapshot there is
+// nothing to report. On main plain verify said OK and only --restore saw it.
+func TestVerifyPageSizeChange(t *testing.T) {
+	ctx := context.Background()
+	c := file.New(t.TempDir())
+	put := func(level int, minTX, maxTX ltx.TXID, pages int, pageSize uint32) {
+		t.Helper()
+		b := storagetest.LTX(t, minTX, maxTX, pages, pageSize, syncAt(int(maxTX)), false)
+		if _, err := c.WriteLTXFile(ctx, level, minTX, maxTX, bytes.NewReader(b)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	put(0, 1, 1, 2, 4096)
+	put(0, 2, 2, 2, 4096)
+	put(0, 3, 3, 2, 8192) // a resync's full image with the new page size
+	put(0, 4, 4, 2, 8192)
+	rep := run(t, c, verify.Options{})
+	if !strings.Contains(problems(rep), verify.KindPageSize) || !strings.Contains(problems(rep), "L0/0000000000000003-0000000000000003.ltx") {
+		t.Fatalf("a chain crossing a page-size change was not reported: %s", problems(rep))
+	}
+	put(storage.SnapshotLevel, 1, 3, 2, 8192)
+	if rep := run(t, c, verify.Options{}); !rep.OK() {
+		t.Fatalf("with a snapshot at the change: %s", problems(rep))
+	}
+}
