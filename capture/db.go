@@ -400,7 +400,9 @@ func (db *DB) Sync(ctx context.Context) (Stats, error) {
 		return Stats{}, err
 	}
 	defer db.closeWAL()
-	// A file captured earlier goes first: TXIDs reach the replica in order.
+	// A file captured earlier (by Open, or a sync whose upload failed)
+	// goes first: TXIDs reach the replica in order.
+	earlier := db.pending != nil
 	if err := db.uploadPending(ctx); err != nil {
 		return Stats{}, err
 	}
@@ -431,7 +433,7 @@ func (db *DB) Sync(ctx context.Context) (Stats, error) {
 			db.pending = &pendingFile{f: f, level: storage.SnapshotLevel, minTX: 1, maxTX: db.txid}
 		}
 	}
-	st.Uploaded = st.Snapshot || db.pending != nil
+	st.Uploaded = earlier || st.Snapshot || db.pending != nil
 	if err := db.uploadPending(ctx); err != nil {
 		return st, err
 	}
