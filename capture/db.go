@@ -68,6 +68,10 @@ type Options struct {
 	// resuming (a state read from disk may be stale; one kept in memory
 	// cannot be).
 	VerifyResume bool
+	// Resync, when set, is why the caller knows the replica cannot be
+	// continued (the database file was replaced while walsync watched it):
+	// the first sync writes a full image and a snapshot, logged with it.
+	Resync string
 	// OnSeal, when set, is told how long each seal held the database's
 	// write lock: the time an application's writer may have waited.
 	OnSeal func(held time.Duration)
@@ -193,7 +197,15 @@ func Open(ctx context.Context, opts Options) (_ *DB, err error) {
 
 	defer db.closeWAL()
 	decide := func() error { return db.attach(ctx, last) }
-	if s := opts.Resume; s != nil {
+	switch {
+	case opts.Resync != "" && db.txid > 0:
+		decide = func() error {
+			db.resync = opts.Resync
+			db.log.Info("a snapshot is needed", "reason", db.resync)
+			return nil
+		}
+	case opts.Resume != nil:
+		s := opts.Resume
 		decide = func() error { db.attachResume(s); return nil }
 	}
 	if err := db.resume(ctx, decide); err != nil {

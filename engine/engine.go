@@ -244,6 +244,7 @@ type result struct {
 	job
 	st        capture.Stats
 	compacted *storage.FileInfo // a compaction's output, nil if nothing was new
+	replaced  bool              // the database file was replaced: reopen with a resync
 	err       error
 }
 
@@ -986,6 +987,7 @@ func (eng *Engine) work(ctx context.Context, j job) (r result) {
 		eng.log.Warn("database file was replaced; replicating the new file as a new database state", "db", e.Path)
 		r.db.Close(ctx)
 		r.db = nil
+		r.replaced, r.err = true, nil
 	}
 	return r
 }
@@ -994,6 +996,7 @@ func (eng *Engine) work(ctx context.Context, j job) (r result) {
 func (eng *Engine) open(ctx context.Context, e *entry, cold *capture.State) (*capture.DB, error) {
 	opts := eng.opts.Capture
 	opts.Path, opts.Client, opts.Resume, opts.Logger = e.Path, e.Client, cold, eng.log
+	opts.Resync = e.resync
 	opts.VerifyResume = cold != nil && e.verify
 	return capture.Open(ctx, opts)
 }
@@ -1132,6 +1135,12 @@ func (eng *Engine) settle(r result) {
 		eng.log.Info("snapshot written", "db", e.Path, "txid", r.st.TXID)
 		return
 	}
+	if r.replaced {
+		// Reopen at once, as a new state of the database.
+		e.resync = "the database file was replaced by another file (new inode) while walsync replicated it"
+		e.dirty, e.dirtyAt, e.lastSync = true, now, time.Time{}
+		return
+	}
 	e.txid = uint64(r.st.TXID)
 	e.synced = now
 	e.verify = false
@@ -1139,7 +1148,6 @@ func (eng *Engine) settle(r result) {
 		e.resync = ""
 	}
 	if e.db == nil {
-		// Replaced: reopen at once as a new database state.
 		e.dirty, e.dirtyAt = true, now
 		return
 	}
