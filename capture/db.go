@@ -137,6 +137,11 @@ func Open(ctx context.Context, opts Options) (_ *DB, err error) {
 	if opts.Now == nil {
 		opts.Now = time.Now
 	}
+	if opts.TempDir == "" {
+		// Named, so that the encoder spills its page index there: memory
+		// stays bounded whatever the database's size.
+		opts.TempDir = os.TempDir()
+	}
 	abs, err := filepath.Abs(opts.Path)
 	if err != nil {
 		return nil, err
