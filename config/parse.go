@@ -6,6 +6,7 @@ import (
 	"net"
 	"os"
 	"path/filepath"
+	"regexp"
 	"strings"
 	"time"
 
@@ -29,6 +30,9 @@ func Parse(data []byte, name string, env func(string) (string, bool)) (*Config, 
 	}
 	var doc yaml.Node
 	if err := yaml.Unmarshal([]byte(text), &doc); err != nil {
+		if msg := hideCredentialQuotes(err.Error(), text); msg != err.Error() {
+			return nil, p.warns, fmt.Errorf("%s: invalid YAML: %s", displayName(name), msg)
+		}
 		return nil, p.warns, fmt.Errorf("%s: invalid YAML: %w", displayName(name), err)
 	}
 	cfg := &Config{}
@@ -39,6 +43,31 @@ func Parse(data []byte, name string, env func(string) (string, bool)) (*Config, 
 		return nil, p.warns, errors.Join(p.errs...)
 	}
 	return cfg, p.warns, nil
+}
+
+// yamlQuoteRE matches what a YAML error quotes from the text: an alias's
+// anchor name ("unknown anchor 'x' referenced").
+var yamlQuoteRE = regexp.MustCompile(`'[^']+'`)
+
+// hideCredentialQuotes hides each quote of msg, a YAML error, that occurs
+// on a line of text setting a credential or holding a URL with one: a
+// secret that starts with "*" (written so, or from ${VAR}) reads as an
+// alias, and the error would name it.
+func hideCredentialQuotes(msg, text string) string {
+	var secretLines []string
+	for _, line := range strings.Split(text, "\n") {
+		if credentialRE.MatchString(line) || s3.RedactUserinfo(line) != line {
+			secretLines = append(secretLines, line)
+		}
+	}
+	return yamlQuoteRE.ReplaceAllStringFunc(msg, func(q string) string {
+		for _, line := range secretLines {
+			if strings.Contains(line, q[1:len(q)-1]) {
+				return "'REDACTED'"
+			}
+		}
+		return q
+	})
 }
 
 func displayName(name string) string {

@@ -28,3 +28,26 @@ func TestUnsetVariableInURLPassword(t *testing.T) {
 		}
 	}
 }
+
+// TestYAMLErrorHidesCredential: a secret starting with "*" reads as a YAML
+// alias; the "unknown anchor" error must not name it.
+func TestYAMLErrorHidesCredential(t *testing.T) {
+	env := func(k string) (string, bool) { return "*Zq7SeKrit", k == "SECRET" }
+	for _, doc := range []string{
+		"dbs:\n  - path: /tmp/app.db\n    replica:\n      type: s3\n      bucket: b\n      access-key-id: x\n      secret-access-key: ${SECRET}\n",
+		"dbs:\n  - path: /tmp/app.db\n    replica:\n      type: s3\n      bucket: b\n      access-key-id: x\n      secret-access-key: *Zq7SeKrit\n",
+	} {
+		_, _, err := Parse([]byte(doc), "walsync.yml", env)
+		if err == nil || !strings.Contains(err.Error(), "invalid YAML") {
+			t.Fatalf("want an invalid-YAML error for\n%s\ngot %v", doc, err)
+		}
+		if strings.Contains(err.Error(), "Zq7SeKrit") {
+			t.Errorf("the YAML error repeats the secret: %v", err)
+		}
+	}
+	// An alias elsewhere is still named.
+	_, _, err := Parse([]byte("dbs: *nosuch\n"), "walsync.yml", nil)
+	if err == nil || !strings.Contains(err.Error(), "nosuch") {
+		t.Errorf("the YAML error does not name the unknown anchor: %v", err)
+	}
+}
