@@ -68,6 +68,8 @@ func main() {
 	flag.IntVar(&so.watchSample, "watch-sample", 20, "--scale-mode: databases written right after start to time 'all watched'")
 	flag.IntVar(&so.restoreExtra, "restore-extra", 10, "--scale-mode: untouched databases restored besides the probed ones")
 	flag.StringVar(&so.walsyncDir, "walsync-dir", "auto", "--scale-mode: run walsync with --dir (yes, no, auto: when watch -h lists it)")
+	memory := flag.Bool("memory", false, "peak RSS of snapshot, restore, verify, compaction and watch's first snapshot on one large database (see memory.go; run.sh --memory)")
+	memSize := flag.String("size", "small", "--memory: small (200 MB) or full (784 MB of 512-byte pages and 4 GiB of 4 KiB pages)")
 	flag.Parse()
 	if *scaleMode {
 		var err error
@@ -107,6 +109,12 @@ func main() {
 	}
 	if c.walsync == "" || c.versitygw == "" || (c.litestream == "" && contains(c.tools, "litestream")) {
 		fatalf("--walsync, --versitygw and --litestream are required")
+	}
+	if *memory {
+		if !runMemory(&c, *memSize) {
+			os.Exit(1)
+		}
+		return
 	}
 	if *scaleMode {
 		if !runScale(&c, &so) {

@@ -7,6 +7,10 @@
 #                [--replica s3|file|both] [--duration 60s] [--idle 10m]
 #                (issue 4's scale cases, scale.go; quick check:
 #                 --cases 10x100%,1000x10%,idle1000 --duration 20s --idle 1m)
+#   bench/run.sh --memory [--size small|full]
+#                (issue 20's memory goals, memory.go: peak RSS of each
+#                 operation on one large database, file replicas; output
+#                 in memory-*/ and memory-latest.txt)
 #
 # Installs test dependencies (scripts/test-deps.sh), builds Litestream v0.5.18
 # into <repo>/.cache/bin if missing, builds walsync and the bench program into
@@ -28,6 +32,7 @@ DBS=
 DURATION=60s
 HISTORY=0
 SCALE=0
+MEMORY=0
 EXTRA=()
 while (($# > 0)); do
 	case "$1" in
@@ -43,7 +48,8 @@ while (($# > 0)); do
 		else
 			SCALE=1; EXTRA+=(--scale-mode); shift
 		fi ;;
-	-h | --help) sed -n '2,17p' "${BASH_SOURCE[0]}"; exit 0 ;;
+	--memory) MEMORY=1; EXTRA+=("$1"); shift ;;
+	-h | --help) sed -n '2,21p' "${BASH_SOURCE[0]}"; exit 0 ;;
 	*) EXTRA+=("$1"); shift ;;
 	esac
 done
@@ -51,6 +57,13 @@ done
 if ((SCALE && HISTORY)); then
 	echo "run.sh: --scale (the mode) and --history are separate modes" >&2
 	exit 2
+fi
+if ((MEMORY && (SCALE || HISTORY))); then
+	echo "run.sh: --memory is a separate mode" >&2
+	exit 2
+fi
+if ((MEMORY)) && [[ ! -x /usr/bin/time ]]; then
+	log "--memory: /usr/bin/time (Debian package time) is missing: peak RSS falls back to sampled VmHWM"
 fi
 if [[ -z "${DBS}" ]]; then
 	if ((HISTORY)); then DBS=10; else DBS=1,10,100; fi
