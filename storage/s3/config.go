@@ -112,8 +112,8 @@ func parseReason(err error, raw, shown string) string {
 //   - everything between "://" and the last "@" after it (a password may
 //     hold an unescaped "/", "?", "#" or "@": AWS secret keys often hold a
 //     "/"), for every "://" in raw, so that a URL inside a query is covered;
-//   - an authority whose port is not a number ("http://KEY:SECRET/x",
-//     where the "@" is missing);
+//   - everything after an authority whose port is not a number
+//     ("http://KEY:SECRET/x", where the "@" is missing);
 //   - without "://", everything before the last "@" ("KEY:SECRET@host:9000");
 //   - in the query, the value of every parameter whose name looks like a
 //     credential (secret, password, token, signature, key, credential,
@@ -135,9 +135,10 @@ func RedactUserinfo(raw string) string {
 			start := from + i + len("://")
 			if at := strings.LastIndex(raw[start:], "@"); at >= 0 {
 				hide = append(hide, [2]int{start, start + at})
-			}
-			if n := badPortAuthority(raw[start:]); n > 0 {
-				hide = append(hide, [2]int{start, start + n})
+			} else if badPortAuthority(raw[start:]) {
+				// The rest may be the password too, cut by its own "/",
+				// "?" or "#".
+				hide = append(hide, [2]int{start, len(raw)})
 			}
 			from = start
 		}
@@ -167,19 +168,16 @@ func RedactUserinfo(raw string) string {
 
 const redacted = "REDACTED"
 
-// badPortAuthority returns the length of the authority at the start of
-// rest (up to "/", "?" or "#") when it holds a ":" followed by something
-// other than a port number, else 0. That is "KEY:SECRET" whose "@" is
-// missing: mistyped, or eaten by ${VAR} expansion ("pa$@ss").
-func badPortAuthority(rest string) int {
+// badPortAuthority reports whether the authority at the start of rest (up
+// to "/", "?" or "#") holds a ":" followed by something other than a port
+// number. That is "KEY:SECRET" whose "@" is missing: mistyped, cut off by
+// a "#" in the secret, or eaten by ${VAR} expansion ("pa$@ss").
+func badPortAuthority(rest string) bool {
 	end := strings.IndexAny(rest, "/?#")
 	if end < 0 {
 		end = len(rest)
 	}
 	host := rest[:end]
-	if at := strings.LastIndex(host, "@"); at >= 0 {
-		host = host[at+1:]
-	}
 	if strings.HasPrefix(host, "[") {
 		if i := strings.IndexByte(host, ']'); i >= 0 {
 			host = host[i+1:] // an IPv6 literal's colons
@@ -187,14 +185,14 @@ func badPortAuthority(rest string) int {
 	}
 	i := strings.LastIndexByte(host, ':')
 	if i < 0 {
-		return 0
+		return false
 	}
 	for _, c := range host[i+1:] {
 		if c < '0' || c > '9' {
-			return end
+			return true
 		}
 	}
-	return 0
+	return false
 }
 
 // queryCredentials returns the byte ranges of raw's query values to hide.

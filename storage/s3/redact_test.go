@@ -26,7 +26,8 @@ func TestRedactUserinfo(t *testing.T) {
 		// No "@" (mistyped, or eaten by ${VAR} expansion): a "port" that
 		// is not a number is hidden; real ports and IPv6 literals are not.
 		{"gopher://0:Zq7SeKrit0", "gopher://REDACTED"},
-		{"http://KEYID:Zq7SeKrit/host", "http://REDACTED/host"},
+		{"http://KEYID:Zq7SeKrit/host", "http://REDACTED"},
+		{"http://0:A?Zq7SeKrit", "http://REDACTED"}, // "A?Zq7SeKrit#@host" cut at its "#"
 		{"http://[::1]:9000/x", "http://[::1]:9000/x"},
 		{"http://[::1]/x", "http://[::1]/x"},
 		{"http://host:/x", "http://host:/x"},
