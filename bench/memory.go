@@ -17,6 +17,7 @@ package main
 import (
 	"bufio"
 	"context"
+	"database/sql"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -275,6 +276,59 @@ SELECT 'pages', page_count FROM pragma_page_count;
 	return 0, fmt.Errorf("sqlite3 printed no page count: %s", out)
 }
 
+// createWALHeldDB writes a database the way createBigDB does, but in WAL
+// mode with automatic checkpoints off, while the returned connection stays
+// open: SQLite removes a WAL only when its last connection closes, so every
+// page stays in the WAL until the caller closes it.
+func createWALHeldDB(path string, pageSize int, pages int64) (io.Closer, error) {
+	if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
+		return nil, err
+	}
+	out, err := exec.Command("sqlite3", "-batch", path, fmt.Sprintf("PRAGMA page_size=%d; PRAGMA journal_mode=WAL; CREATE TABLE t (id INTEGER PRIMARY KEY, b BLOB);", pageSize)).CombinedOutput()
+	if err != nil {
+		return nil, fmt.Errorf("sqlite3: %v: %s", err, out)
+	}
+	db, err := sql.Open("sqlite3", "file:"+path+"?_busy_timeout=5000")
+	if err != nil {
+		return nil, err
+	}
+	db.SetMaxOpenConns(1)
+	db.SetMaxIdleConns(1)
+	db.SetConnMaxIdleTime(0)
+	fail := func(err error) (io.Closer, error) { db.Close(); return nil, err }
+	// A read transaction while the writer exits keeps it from
+	// checkpointing on close; after it, the idle connection keeps the WAL.
+	tx, err := db.Begin()
+	if err != nil {
+		return fail(err)
+	}
+	var n int
+	if err := tx.QueryRow("SELECT count(*) FROM t").Scan(&n); err != nil {
+		return fail(err)
+	}
+	blob := 400
+	if pageSize > 512 {
+		blob = pageSize * 3 / 4
+	}
+	out, err = exec.Command("sqlite3", "-batch", path, fmt.Sprintf(`PRAGMA wal_autocheckpoint=0;
+BEGIN;
+WITH RECURSIVE c(i) AS (SELECT 1 UNION ALL SELECT i+1 FROM c LIMIT %d)
+INSERT INTO t (b) SELECT randomblob(%d) FROM c;
+COMMIT;`, pages*99/100, blob)).CombinedOutput()
+	if err != nil {
+		return fail(fmt.Errorf("sqlite3: %v: %s", err, out))
+	}
+	if err := tx.Rollback(); err != nil {
+		return fail(err)
+	}
+	fi, err := os.Stat(path + "-wal")
+	if err != nil {
+		return fail(err)
+	}
+	logf("memory: %s holds %d MB in its WAL", path, fi.Size()/1e6)
+	return db, nil
+}
+
 // rowCount counts the rows of t, to check a restore against its source.
 func rowCount(path string) (string, error) {
 	out, err := exec.Command("sqlite3", "-batch", "file:"+path+"?mode=ro", "SELECT count(*), sum(length(b)) FROM t").CombinedOutput()
@@ -324,6 +378,41 @@ func ltxExists(dir string) func() (bool, error) {
 		}
 		return false, nil
 	}
+}
+
+// afterWrite returns a condition that waits for ready (or delay when ready
+// is nil), commits one row to db, then waits for done.
+func afterWrite(db string, delay time.Duration, ready, done func() (bool, error)) func() (bool, error) {
+	start, wrote := time.Now(), false
+	return func() (bool, error) {
+		if !wrote {
+			if ready != nil {
+				if ok, err := ready(); !ok || err != nil {
+					return false, err
+				}
+			} else if time.Since(start) < delay {
+				return false, nil
+			}
+			out, err := exec.Command("sqlite3", "-batch", db, ".timeout 5000", "INSERT INTO t (b) VALUES (randomblob(100))").CombinedOutput()
+			if err != nil {
+				return false, fmt.Errorf("write to %s: %v: %s", db, err, out)
+			}
+			wrote = true
+		}
+		return done()
+	}
+}
+
+// copyDB copies a database file with no WAL.
+func copyDB(src, dst string) error {
+	if err := os.MkdirAll(filepath.Dir(dst), 0o755); err != nil {
+		return err
+	}
+	out, err := exec.Command("cp", "--sparse=never", src, dst).CombinedOutput()
+	if err != nil {
+		return fmt.Errorf("cp: %v: %s", err, out)
+	}
+	return nil
 }
 
 func freeAddr() string {
@@ -413,9 +502,14 @@ func (r *memRunner) memCase(c *config, mc memCase, useLS bool) ([]*memRow, int64
 		return nil, 0, err
 	}
 	logf("memory: created %d pages (%.0f MB) in %v", pages, float64(pages*int64(mc.pageSize))/1e6, time.Since(t0).Round(time.Second))
-	srcRows, err := rowCount(db)
-	if err != nil {
-		return nil, 0, fmt.Errorf("count source rows: %v: %s", err, srcRows)
+
+	// Litestream writes to the database it replicates (its own tables,
+	// checkpoints): it gets a copy, so that each tool sees the same start.
+	lsDB := filepath.Join(work, "ls", "app.db")
+	if useLS {
+		if err := copyDB(db, lsDB); err != nil {
+			return nil, 0, err
+		}
 	}
 
 	wsRep := filepath.Join(work, "walsync-replica")
@@ -436,7 +530,7 @@ func (r *memRunner) memCase(c *config, mc memCase, useLS bool) ([]*memRow, int64
 	if useLS {
 		cfg := filepath.Join(work, "litestream-first.yml")
 		// One level a day long: no compaction while the first sync runs.
-		_ = os.WriteFile(cfg, []byte(litestreamFileConfig(db, lsRep, "levels:\n  - interval: 24h\n")), 0o644)
+		_ = os.WriteFile(cfg, []byte(litestreamFileConfig(lsDB, lsRep, "levels:\n  - interval: 24h\n")), 0o644)
 		ls = r.run(ctx, "litestream-replicate-first", []string{c.litestream, "replicate", "-config", cfg},
 			ltxExists(filepath.Join(lsRep, "ltx", "0")), long)
 		note = ""
@@ -447,21 +541,27 @@ func (r *memRunner) memCase(c *config, mc memCase, useLS bool) ([]*memRow, int64
 	ws = r.run(ctx, "walsync-snapshot", []string{c.walsync, "snapshot", db, "-b", wsRep}, nil, long)
 	add("snapshot", ws, nil, "no such command")
 
-	// compaction: L0 (the full image) into L1.
+	// compaction: L0 (the full image) into L1. walsync compacts levels
+	// that got new files since it started: one commit, once it is up.
 	addr = freeAddr()
 	ws = r.run(ctx, "walsync-watch-compact", []string{c.walsync, "watch", db, "-b", wsRep, "--levels", "1s", "--addr", addr},
-		ltxExists(filepath.Join(replica, "ltx", "1")), long)
+		afterWrite(db, 0, walsyncSynced(addr), ltxExists(filepath.Join(replica, "ltx", "1"))), long)
 	ls, note = nil, "not run (--tools)"
 	if useLS {
 		cfg := filepath.Join(work, "litestream-compact.yml")
-		_ = os.WriteFile(cfg, []byte(litestreamFileConfig(db, lsRep, "levels:\n  - interval: 1s\n")), 0o644)
+		_ = os.WriteFile(cfg, []byte(litestreamFileConfig(lsDB, lsRep, "levels:\n  - interval: 1s\n")), 0o644)
 		ls = r.run(ctx, "litestream-replicate-compact", []string{c.litestream, "replicate", "-config", cfg},
-			ltxExists(filepath.Join(lsRep, "ltx", "1")), long)
+			afterWrite(lsDB, 2*time.Second, nil, ltxExists(filepath.Join(lsRep, "ltx", "1"))), long)
 		note = ""
 	}
 	add("compaction L0->L1 (watch --levels 1s)", ws, ls, note)
 
-	// restore of walsync's replica, by both.
+	// restore of walsync's replica, by both, checked against the source
+	// (which the compaction step wrote one row to).
+	srcRows, err := rowCount(db)
+	if err != nil {
+		return nil, 0, fmt.Errorf("count source rows: %v: %s", err, srcRows)
+	}
 	wsOut := filepath.Join(work, "restore-walsync.db")
 	ws = r.run(ctx, "walsync-restore", []string{c.walsync, "restore", name, "-o", wsOut, "-b", wsRep}, nil, long)
 	checkRestored(ws, wsOut, srcRows)
@@ -475,6 +575,24 @@ func (r *memRunner) memCase(c *config, mc memCase, useLS bool) ([]*memRow, int64
 		note = ""
 	}
 	add("restore (walsync's replica)", ws, ls, note)
+
+	// watch's first snapshot of a database still held in its WAL (an
+	// application wrote it in one transaction and is still connected, so
+	// nothing checkpointed it): the WAL's page map is what grows here.
+	walDir := filepath.Join(work, "wal")
+	walDB := filepath.Join(walDir, "db", "app.db")
+	hold, err := createWALHeldDB(walDB, mc.pageSize, mc.pages)
+	if err != nil {
+		return nil, 0, err
+	}
+	addr = freeAddr()
+	ws = r.run(ctx, "walsync-watch-first-wal", []string{c.walsync, "watch", walDB, "-b", filepath.Join(walDir, "replica"), "--levels", "none", "--addr", addr},
+		walsyncSynced(addr), long)
+	hold.Close()
+	add("watch: first snapshot, whole database in its WAL", ws, nil, "not measured")
+	if !c.keep {
+		_ = os.RemoveAll(walDir)
+	}
 
 	ws = r.run(ctx, "walsync-verify", []string{c.walsync, "verify", name, "-b", wsRep}, nil, long)
 	add("verify", ws, nil, "no such command")
