@@ -7,6 +7,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
+	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -15,13 +16,31 @@ import (
 // watchProc is a `walsync watch` process under test.
 type watchProc struct {
 	cmd  *exec.Cmd
-	logs *bytes.Buffer
+	logs *syncBuffer
 	addr string
+}
+
+// syncBuffer is a log the process writes while the test reads it.
+type syncBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
 }
 
 func startWatch(t *testing.T, b backendArgs, args ...string) *watchProc {
 	t.Helper()
-	w := &watchProc{logs: &bytes.Buffer{}, addr: freePort(t)}
+	w := &watchProc{logs: &syncBuffer{}, addr: freePort(t)}
 	all := append(append([]string{"watch"}, args...), append([]string{"-b", b.url, "--addr", w.addr}, b.args...)...)
 	w.cmd = exec.Command(walsyncBin(t), all...)
 	w.cmd.Env = append(os.Environ(), b.env...)
