@@ -125,6 +125,13 @@ type entry struct {
 	failures int
 	retryAt  time.Time
 	lastErr  string
+	// Failures of background work (snapshots, compaction, retention) back
+	// off on their own: a replica object that cannot be compacted must
+	// never hold up the syncs that ship new commits.
+	bgFailures int
+	bgRetryAt  time.Time
+	bgErr      string
+	corrupt    string // the corrupt-object error a snapshot was written around
 	// Per compaction level (index into Options.Levels): when it last ran,
 	// and whether its source level has new files since.
 	compacted []time.Time
@@ -566,8 +573,9 @@ func (eng *Engine) discovered(src *Source, p string) {
 	if !ok {
 		return
 	}
-	e := eng.add(Database{Path: p, Client: src.Client.Sub(name)}, src)
-	eng.log.Info("replicating", "db", p, "replica", e.Client.String())
+	if e := eng.add(Database{Path: p, Client: src.Client.Sub(name)}, src); e.refused == "" {
+		eng.log.Info("replicating", "db", p, "replica", e.Client.String())
+	}
 }
 
 // drainEvents takes in what the watcher has queued, without blocking, and
@@ -774,6 +782,10 @@ func (eng *Engine) plan(now time.Time, polling bool, free int) ([]job, time.Time
 			if due.Before(wake) {
 				wake = due
 			}
+		case now.Before(e.bgRetryAt) && (eng.snapshotDue(e, now) || eng.compactionDue(e, now) > 0):
+			if e.bgRetryAt.Before(wake) {
+				wake = e.bgRetryAt
+			}
 		case eng.snapshotDue(e, now):
 			if len(background) < bgFree && (e.db != nil || canOpen()) {
 				if e.db == nil {
@@ -927,7 +939,7 @@ func (eng *Engine) updateNextDue(e *entry) {
 			next = t
 		}
 	}
-	e.nextDue = next
+	e.nextDue = maxTime(next, e.bgRetryAt)
 }
 
 // poll marks e dirty when its WAL's size or modification time changed.
@@ -1102,10 +1114,17 @@ func (eng *Engine) settle(r result) {
 		eng.failed(e, r, now)
 		return
 	}
-	if e.failures > 0 {
-		eng.log.Info("replication recovered", "db", e.Path, "after_failures", e.failures)
+	if r.kind.background() {
+		if e.bgFailures > 0 {
+			eng.log.Info("background work recovered", "db", e.Path, "after_failures", e.bgFailures)
+		}
+		e.bgFailures, e.bgErr, e.bgRetryAt = 0, "", time.Time{}
+	} else {
+		if e.failures > 0 {
+			eng.log.Info("replication recovered", "db", e.Path, "after_failures", e.failures)
+		}
+		e.failures, e.lastErr = 0, ""
 	}
-	e.failures, e.lastErr = 0, ""
 	switch r.kind {
 	case jobCool, jobClose:
 		// Released connections' memory stays in the C heap unless trimmed;
@@ -1201,11 +1220,33 @@ func (eng *Engine) failed(e *entry, r result, now time.Time) {
 		eng.hotCap = max(1, eng.hot-1)
 		eng.log.Warn("out of file descriptors: fewer databases will be held open at once (longer lag)", "hot_set", eng.hotCap, "error", r.err)
 	}
+	if r.kind.background() {
+		e.bgFailures++
+		e.bgErr = r.err.Error()
+		backoff := min(time.Duration(1<<min(e.bgFailures, 8))*eng.opts.SyncInterval, 5*time.Minute)
+		e.bgRetryAt = now.Add(backoff)
+		eng.log.Error("background work failed; syncs go on, will retry", "db", e.Path, "retry_in", backoff, "error", r.err)
+		if r.kind == jobCompact && storage.IsCorrupt(r.err) && e.corrupt != e.bgErr {
+			// Restores of the latest state may need the bad object:
+			// write a snapshot of the current state, once per object, so
+			// they start after it.
+			e.corrupt = e.bgErr
+			e.resync = "a replica object cannot be read back (" + e.bgErr + "); a snapshot keeps the latest state restorable without it"
+			e.dirty, e.dirtyAt, e.lastSync = true, now, time.Time{}
+		}
+		return
+	}
 	e.failures++
 	e.lastErr = r.err.Error()
 	backoff := min(time.Duration(1<<min(e.failures, 8))*eng.opts.SyncInterval, 5*time.Minute)
 	e.retryAt = now.Add(backoff)
 	eng.log.Error("replication failed; will retry", "db", e.Path, "retry_in", backoff, "error", r.err)
+}
+
+// background reports whether a job is background work: snapshots,
+// compaction and retention, whose failures do not delay syncs.
+func (k jobKind) background() bool {
+	return k == jobSnapshot || k == jobCompact || k == jobRetention
 }
 
 // isFDLimit reports whether err came from running out of file

@@ -85,10 +85,13 @@ func (eng *Engine) status(now time.Time) Status {
 	}
 	for _, e := range eng.entries {
 		d := DBStatus{Path: e.Path, Replica: e.Client.String(), TXID: e.txid, LastSync: e.synced,
-			Pending: e.dirty || e.kick, Failures: e.failures, Error: e.lastErr, RetryAt: e.retryAt}
+			Pending: e.dirty || e.kick, Failures: e.failures + e.bgFailures, Error: e.lastErr, RetryAt: e.retryAt}
+		if d.Error == "" {
+			d.Error, d.RetryAt = e.bgErr, e.bgRetryAt
+		}
 		switch {
 		case e.refused != "":
-			d.State, d.Error = "refused", e.refused
+			d.State, d.Error, d.Pending = "refused", e.refused, false
 			st.Refused++
 		case e.removed:
 			d.State = "removed"
@@ -105,7 +108,7 @@ func (eng *Engine) status(now time.Time) Status {
 			d.Lag = Duration(now.Sub(e.dirtyAt))
 			st.MaxLag = max(st.MaxLag, d.Lag)
 		}
-		if e.failures > 0 {
+		if d.Failures > 0 {
 			st.Failing++
 		} else {
 			d.RetryAt = time.Time{}
