@@ -506,7 +506,7 @@ func (eng *Engine) add(d Database, src *Source) *entry {
 // later). The first keeps the replica; the second is refused for good, so
 // that it never writes a byte there, and the refusal shows in status.
 func (eng *Engine) claim(e *entry) {
-	key := storage.ReplicaKey(e.Client.String())
+	key := storage.ClientKey(e.Client)
 	owner, ok := eng.byReplica[key]
 	if !ok {
 		eng.byReplica[key] = e
@@ -896,7 +896,7 @@ func (eng *Engine) forgetRemoved() {
 			if eng.byPath[e.Path] == e {
 				delete(eng.byPath, e.Path)
 			}
-			if key := storage.ReplicaKey(e.Client.String()); eng.byReplica[key] == e {
+			if key := storage.ClientKey(e.Client); eng.byReplica[key] == e {
 				delete(eng.byReplica, key)
 			}
 			continue

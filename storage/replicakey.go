@@ -21,6 +21,26 @@ import (
 // A client's String may be a URL with escaped characters (file:///…/caf%C3%A9),
 // so escapes are undone first.
 func ReplicaKey(s string) string {
+	return replicaKey(s)
+}
+
+// Identifier is implemented by clients whose String can name one replica
+// in more than one way (a file replica reached through a symbolic link).
+type Identifier interface {
+	// Identity names the replica canonically.
+	Identity() string
+}
+
+// ClientKey is ReplicaKey of the client's canonical name: its Identity
+// when it has one, else its String.
+func ClientKey(c Client) string {
+	if id, ok := c.(Identifier); ok {
+		return replicaKey(id.Identity())
+	}
+	return replicaKey(c.String())
+}
+
+func replicaKey(s string) string {
 	if u, err := url.PathUnescape(s); err == nil {
 		s = u
 	}

@@ -48,6 +48,23 @@ func New(dir string) *Client { return &Client{root: filepath.Clean(dir)} }
 // Root returns the replica's directory.
 func (c *Client) Root() string { return c.root }
 
+// Identity implements storage.Identifier: the replica's directory with
+// symbolic links resolved as far as it exists, so that two paths to one
+// directory are known as one replica.
+func (c *Client) Identity() string {
+	dir, rest := c.root, ""
+	for {
+		if real, err := filepath.EvalSymlinks(dir); err == nil {
+			return (&url.URL{Scheme: "file", Path: filepath.Join(real, rest)}).String()
+		}
+		parent := filepath.Dir(dir)
+		if parent == dir {
+			return c.String()
+		}
+		dir, rest = parent, filepath.Join(filepath.Base(dir), rest)
+	}
+}
+
 // String implements storage.Client.
 func (c *Client) String() string { return (&url.URL{Scheme: "file", Path: c.root}).String() }
 

@@ -147,6 +147,48 @@ func TestNameCollision(t *testing.T) {
 	}
 }
 
+// TestNameCollisionThroughSymlink: two config entries whose file replicas
+// are one directory reached through a symbolic link are one replica: the
+// second database is refused, not merged into the first's replica.
+func TestNameCollisionThroughSymlink(t *testing.T) {
+	dir := t.TempDir()
+	first, second := filepath.Join(dir, "A", "app.db"), filepath.Join(dir, "B", "app.db")
+	newTenantDB(t, first, "a1")
+	newTenantDB(t, second, "b1")
+	rep := filepath.Join(dir, "rep")
+	if err := os.MkdirAll(rep, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Symlink(rep, filepath.Join(dir, "repl")); err != nil {
+		t.Fatal(err)
+	}
+	cfg := filepath.Join(dir, "walsync.yml")
+	yml := "dbs:\n" +
+		"  - path: " + first + "\n    replica:\n      url: file://" + filepath.Join(rep, "a") + "\n" +
+		"  - path: " + second + "\n    replica:\n      url: file://" + filepath.Join(dir, "repl", "a") + "\n"
+	if err := os.WriteFile(cfg, []byte(yml), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	logs := &syncBuffer{}
+	cmd := exec.Command(walsyncBin(t), "watch", "--config", cfg, "--sync-interval", "100ms")
+	cmd.Stderr = logs
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { cmd.Process.Kill(); cmd.Wait() })
+	b := backendArgs{url: rep}
+	waitFor(t, 20*time.Second, func() bool { got, _ := restoreRows(t, b, "a"); return got == "1=a1" }, "the first database's replica")
+	time.Sleep(time.Second)
+	cmd.Process.Signal(syscall.SIGTERM)
+	cmd.Wait()
+	if got, _ := restoreRows(t, b, "a"); got != "1=a1" {
+		t.Fatalf("the replica restores %q, the first database's rows are 1=a1", got)
+	}
+	if !strings.Contains(logs.String(), "refusing the second") {
+		t.Fatalf("no refusal of the second database:\n%s", logs)
+	}
+}
+
 func checkRefused(t *testing.T, w *watchProc, refused, owner string) {
 	t.Helper()
 	st, err := fetchStatus(w.addr)
