@@ -182,6 +182,15 @@ func (db *DB) unchangedSinceCapture() error {
 	if q.Frame != db.pos.Frame {
 		return fmt.Errorf("%w: new transactions were committed while the database was being released", ErrNotIdle)
 	}
+	// A restart writes the header before its first frame: the same header
+	// after the scan means the scan did not stop at an overwritten frame.
+	after, err := db.readWALHeader()
+	if err != nil {
+		return err
+	}
+	if !sameGeneration(h, after) {
+		return fmt.Errorf("%w: the WAL moved to a new generation while the database was being released", ErrNotIdle)
+	}
 	return nil
 }
 
