@@ -9,12 +9,16 @@
 //     restart can happen, and only before any new frame is appended.
 //   - Frames are read straight from the -wal file, validated by salts and the
 //     cumulative checksum, and cut at the last valid commit frame.
-//   - The pin is only ever (re)started while a second "seal" connection holds
-//     the write lock (BEGIN IMMEDIATE) and every committed frame has been
-//     captured. So whenever a restart happens, every frame it discards has
-//     already been captured, and exactly one generation step is proof of it.
-//   - To let the WAL restart, walsync periodically seals, captures to the
-//     end, runs a PASSIVE checkpoint, re-pins and unseals.
+//   - The pin is (re)started either while a second "seal" connection holds
+//     the write lock (BEGIN IMMEDIATE) with every committed frame captured,
+//     or without the seal, followed by a capture to the WAL's end and a
+//     second look at the WAL header that proves no restart happened
+//     meanwhile (opening, waking, releasing: they never block a writer). So
+//     whenever a restart happens, every frame it discards has already been
+//     captured, and exactly one generation step is proof of it.
+//   - To let the WAL restart, walsync periodically moves the pin to the
+//     WAL's end, checkpoints, then seals briefly to capture what came
+//     meanwhile, checkpoint that, re-pin and unseal.
 //
 // Anything outside this (the database replaced, the WAL jumping more than one
 // generation, a capture that could not be uploaded before a restart) makes
@@ -241,7 +245,8 @@ func (db *DB) closeWAL() {
 	}
 }
 
-// attach decides, under the seal, where capture resumes.
+// attach decides, with the pin held, where capture resumes after walsync
+// held nothing (a start), from the replica's last file.
 func (db *DB) attach(ctx context.Context, last *ltx.Header) error {
 	if db.txid == 0 {
 		db.resync = "the replica is empty"
