@@ -58,7 +58,7 @@ func runRestore(ctx context.Context, args []string, stdout, stderr io.Writer) er
 		return err
 	}
 	fmt.Fprintf(stdout, "restored %s to %s: TXID %d (%s), %d pages from %d files\n",
-		pos[0], *out, res.TXID, res.Timestamp.Format(time.RFC3339Nano), res.Pages, res.Files)
+		termName(pos[0]), termName(*out), res.TXID, res.Timestamp.Format(time.RFC3339Nano), res.Pages, res.Files)
 	return nil
 }
 

@@ -37,7 +37,7 @@ func runSnapshot(ctx context.Context, args []string, stdout, stderr io.Writer) e
 		if err != nil {
 			return fmt.Errorf("snapshot %s: %w", p, err)
 		}
-		fmt.Fprintf(stdout, "%s\t%s\tTXID %d\n", p, client.Sub(names[i]), st.TXID)
+		fmt.Fprintf(stdout, "%s\t%s\tTXID %d\n", termName(p), termName(client.Sub(names[i]).String()), st.TXID)
 	}
 	return nil
 }
