@@ -10,12 +10,12 @@ import (
 	"runtime"
 	"strings"
 	"testing"
-	"time"
 
 	"github.com/superfly/ltx"
 
 	"github.com/walsync/walsync/storage"
 	"github.com/walsync/walsync/storage/file"
+	"github.com/walsync/walsync/storage/storagetest"
 )
 
 // allocCap is what decoding one small replica object may allocate.
@@ -49,38 +49,6 @@ func hugeBlockLTX(t testing.TB) []byte {
 		t.Fatalf("built %d bytes", len(b))
 	}
 	return b
-}
-
-// hugeCommitSnapshot is issue 20's 330-byte object: a snapshot with a real
-// page 1 (a SQLite header) and Commit 4294967295 at 4 KiB pages, its
-// checksums all correct.
-func hugeCommitSnapshot(t testing.TB, commit uint32) []byte {
-	t.Helper()
-	var buf bytes.Buffer
-	enc, err := ltx.NewEncoder(&buf)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := enc.EncodeHeader(ltx.Header{Version: ltx.Version, PageSize: 4096, Commit: commit,
-		MinTXID: 1, MaxTXID: 1, Timestamp: time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC).UnixMilli()}); err != nil {
-		t.Fatal(err)
-	}
-	page := make([]byte, 4096)
-	copy(page, "SQLite format 3\x00")
-	binary.BigEndian.PutUint16(page[16:], 4096)
-	page[18], page[19], page[20], page[21], page[22], page[23] = 2, 2, 0, 64, 32, 32
-	binary.BigEndian.PutUint32(page[28:], commit)
-	for i := 100; i < 300; i++ {
-		page[i] = byte(i * 7)
-	}
-	if err := enc.EncodePage(ltx.PageHeader{Pgno: 1}, page); err != nil {
-		t.Fatal(err)
-	}
-	enc.SetPostApplyChecksum(ltx.ChecksumFlag | ltx.ChecksumPage(1, page))
-	if err := enc.Close(); err != nil {
-		t.Fatal(err)
-	}
-	return buf.Bytes()
 }
 
 // TestVerifyLTXHugeBlockSize: the 174-byte object made superfly/ltx's
@@ -119,7 +87,7 @@ func TestOpenHugeBlockSize(t *testing.T) {
 // header read of list and restore planning.
 func TestVerifyLTXHugeCommitSnapshot(t *testing.T) {
 	for _, commit := range []uint32{4294967295, 4294967294, 2} {
-		b := hugeCommitSnapshot(t, commit)
+		b := storagetest.HugeCommitSnapshot(t, commit)
 		if commit == 4294967295 {
 			t.Logf("the snapshot has %d bytes", len(b))
 		}

@@ -5,6 +5,7 @@ import (
 	"bytes"
 	"context"
 	"crypto/sha256"
+	"encoding/binary"
 	"encoding/hex"
 	"errors"
 	"fmt"
@@ -393,4 +394,37 @@ func first(a []*storage.FileInfo) *storage.FileInfo {
 		return nil
 	}
 	return a[0]
+}
+
+// HugeCommitSnapshot is issue 20's hostile object: a snapshot whose only
+// page is a real page 1 (a SQLite header) claiming commit pages of 4 KiB,
+// every checksum correct. Restored as it claims, 4294967295 pages make a
+// 16 TiB file.
+func HugeCommitSnapshot(t testing.TB, commit uint32) []byte {
+	t.Helper()
+	var buf bytes.Buffer
+	enc, err := ltx.NewEncoder(&buf)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := enc.EncodeHeader(ltx.Header{Version: ltx.Version, PageSize: 4096, Commit: commit,
+		MinTXID: 1, MaxTXID: 1, Timestamp: time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC).UnixMilli()}); err != nil {
+		t.Fatal(err)
+	}
+	page := make([]byte, 4096)
+	copy(page, "SQLite format 3\x00")
+	binary.BigEndian.PutUint16(page[16:], 4096)
+	page[18], page[19], page[20], page[21], page[22], page[23] = 2, 2, 0, 64, 32, 32
+	binary.BigEndian.PutUint32(page[28:], commit)
+	for i := 100; i < 300; i++ {
+		page[i] = byte(i * 7)
+	}
+	if err := enc.EncodePage(ltx.PageHeader{Pgno: 1}, page); err != nil {
+		t.Fatal(err)
+	}
+	enc.SetPostApplyChecksum(ltx.ChecksumFlag | ltx.ChecksumPage(1, page))
+	if err := enc.Close(); err != nil {
+		t.Fatal(err)
+	}
+	return buf.Bytes()
 }

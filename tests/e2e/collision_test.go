@@ -1,13 +1,11 @@
 package e2e
 
 import (
-	"bytes"
 	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"strings"
-	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -16,31 +14,13 @@ import (
 // watchProc is a `walsync watch` process under test.
 type watchProc struct {
 	cmd  *exec.Cmd
-	logs *syncBuffer
+	logs *lockedBuffer
 	addr string
-}
-
-// syncBuffer is a log the process writes while the test reads it.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
 }
 
 func startWatch(t *testing.T, b backendArgs, args ...string) *watchProc {
 	t.Helper()
-	w := &watchProc{logs: &syncBuffer{}, addr: freePort(t)}
+	w := &watchProc{logs: &lockedBuffer{}, addr: freePort(t)}
 	all := append(append([]string{"watch"}, args...), append([]string{"-b", b.url, "--addr", w.addr}, b.args...)...)
 	w.cmd = exec.Command(walsyncBin(t), all...)
 	w.cmd.Env = append(os.Environ(), b.env...)
@@ -169,7 +149,7 @@ func TestNameCollisionThroughSymlink(t *testing.T) {
 	if err := os.WriteFile(cfg, []byte(yml), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	logs := &syncBuffer{}
+	logs := &lockedBuffer{}
 	cmd := exec.Command(walsyncBin(t), "watch", "--config", cfg, "--sync-interval", "100ms")
 	cmd.Stderr = logs
 	if err := cmd.Start(); err != nil {
