@@ -574,10 +574,12 @@ func (db *DB) advancePin() error {
 		return err
 	}
 	old := db.pin
-	db.pin, db.sealConn = nc, old
+	db.pin = nc
 	if err := old.end(); err != nil {
+		old.close() // closing ends its transaction; nc holds the pin
 		return err
 	}
+	db.sealConn = old
 	r, err := old.queryInts("PRAGMA wal_checkpoint(PASSIVE)")
 	if err != nil {
 		return fmt.Errorf("checkpoint: %w", err)
