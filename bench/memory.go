@@ -15,11 +15,9 @@ package main
 // the only figure when /usr/bin/time is missing: a lower bound then).
 
 import (
-	"bufio"
 	"context"
 	"database/sql"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"io"
 	"net/http"
@@ -157,8 +155,8 @@ loop:
 			target = childPid(cmd.Process.Pid)
 		}
 		if target > 0 {
-			if kb, err := vmHWM(target); err == nil {
-				m.hwmKB = max(m.hwmKB, kb)
+			if ps, err := sampleProc(target); err == nil {
+				m.hwmKB = max(m.hwmKB, ps.hwmKB)
 			}
 		}
 		if until != nil && !stopped && target > 0 && time.Since(lastCheck) >= 200*time.Millisecond {
@@ -223,22 +221,6 @@ func childPid(pid int) int {
 	}
 	n, _ := strconv.Atoi(f[0])
 	return n
-}
-
-// vmHWM reads the peak RSS of pid's address space so far.
-func vmHWM(pid int) (int64, error) {
-	f, err := os.Open(fmt.Sprintf("/proc/%d/status", pid))
-	if err != nil {
-		return 0, err
-	}
-	defer f.Close()
-	sc := bufio.NewScanner(f)
-	for sc.Scan() {
-		if v, ok := strings.CutPrefix(sc.Text(), "VmHWM:"); ok {
-			return strconv.ParseInt(strings.Fields(v)[0], 10, 64)
-		}
-	}
-	return 0, errors.New("no VmHWM (exited?)")
 }
 
 // createBigDB writes a WAL-mode database of about pages pages with the

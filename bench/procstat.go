@@ -16,6 +16,7 @@ const clkTck = 100
 type procSample struct {
 	at      time.Duration // since the replicator started
 	rssKB   int64
+	hwmKB   int64 // VmHWM: peak RSS so far
 	fds     int
 	threads int
 	cpu     float64 // utime+stime, seconds
@@ -33,6 +34,8 @@ func sampleProc(pid int) (procSample, error) {
 		switch {
 		case strings.HasPrefix(line, "VmRSS:"):
 			s.rssKB, _ = strconv.ParseInt(strings.Fields(line)[1], 10, 64)
+		case strings.HasPrefix(line, "VmHWM:"):
+			s.hwmKB, _ = strconv.ParseInt(strings.Fields(line)[1], 10, 64)
 		case strings.HasPrefix(line, "Threads:"):
 			s.threads, _ = strconv.Atoi(strings.Fields(line)[1])
 		}
