@@ -4,6 +4,7 @@ import (
 	"context"
 	"database/sql"
 	"fmt"
+	"os"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -126,5 +127,51 @@ func TestSyncRestoreAcrossCheckpoints(t *testing.T) {
 	got, _ := restoreTo(t, client, restore.Target{})
 	if d := dump(t, got); d != states[len(states)-1] {
 		t.Fatal("latest restore differs")
+	}
+}
+
+// TestSnapshotAfterTruncatedWAL: the application truncates the WAL to zero
+// bytes (everything was backfilled, walsync's pin sat on slot 0) and then a
+// scheduled snapshot runs. The captured position is in the truncated
+// generation, the WAL is empty: the snapshot must still be taken, at the
+// state the database file holds.
+func TestSnapshotAfterTruncatedWAL(t *testing.T) {
+	ctx := context.Background()
+	dir := t.TempDir()
+	path := filepath.Join(dir, "app.db")
+	app := openApp(t, path, "CREATE TABLE t (id INTEGER PRIMARY KEY, v TEXT, b BLOB)")
+	app.SetMaxOpenConns(1)
+	client := file.New(filepath.Join(dir, "replica"))
+	db, err := capture.Open(ctx, capture.Options{Path: path, Client: client, CheckpointPages: 1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close(ctx)
+	mustExec(t, app, "INSERT INTO t (v) VALUES ('a')")
+	// The sync captures, then lets the WAL checkpoint: the pin restarts
+	// with the WAL fully backfilled, on read mark 0.
+	if _, err := db.Sync(ctx); err != nil {
+		t.Fatal(err)
+	}
+	mustExec(t, app, "PRAGMA wal_checkpoint(TRUNCATE)")
+	if fi, err := os.Stat(path + "-wal"); err != nil || fi.Size() != 0 {
+		t.Fatalf("the WAL was not truncated (%v, %v): the test does not test what it says", fi, err)
+	}
+	st, err := db.Snapshot(ctx)
+	if err != nil {
+		t.Fatalf("snapshot after the WAL was truncated: %v", err)
+	}
+	got, res := restoreTo(t, client, restore.Target{})
+	if res.TXID != st.TXID || dump(t, got) != dump(t, path) {
+		t.Fatalf("restore after the snapshot (TXID %s, want %s) differs from the database", res.TXID, st.TXID)
+	}
+	mustExec(t, app, "INSERT INTO t (v) VALUES ('b')")
+	st, err = db.Sync(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	got, res = restoreTo(t, client, restore.Target{})
+	if res.TXID != st.TXID || dump(t, got) != dump(t, path) {
+		t.Fatalf("restore after the next write (TXID %s, want %s) differs from the database", res.TXID, st.TXID)
 	}
 }

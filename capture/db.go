@@ -322,6 +322,15 @@ func (db *DB) frameBuf(h wal.Header) []byte {
 	return db.buf
 }
 
+// walLen is the WAL file's length, -1 when it cannot be read.
+func (db *DB) walLen() int64 {
+	fi, err := db.walFile.Stat()
+	if err != nil {
+		return -1
+	}
+	return fi.Size()
+}
+
 // readWALHeader returns nil when the WAL has no valid header (empty).
 func (db *DB) readWALHeader() (*wal.Header, error) {
 	b := make([]byte, wal.HeaderSize)
@@ -598,8 +607,17 @@ func (db *DB) captureFrames() (bool, error) {
 		return false, nil // one file in flight at a time
 	}
 	h, err := db.readWALHeader()
-	if err != nil || h == nil {
+	if err != nil {
 		return false, err
+	}
+	if h == nil {
+		// An application's TRUNCATE checkpoint empties the WAL only when
+		// every frame was backfilled, which the pin allows only for frames
+		// already captured: the database file holds the captured state.
+		if db.havePos && db.pos.Header.PageSize != 0 && db.walLen() == 0 {
+			db.pos = wal.Position{}
+		}
+		return false, nil
 	}
 	from := db.pos
 	if !db.havePos {
