@@ -390,6 +390,9 @@ func (eng *Engine) finalSync(ctx context.Context) error {
 			}
 			continue
 		}
+		if e.refused != "" {
+			continue // never a byte to another database's replica
+		}
 		if e.db != nil {
 			eng.poll(e, now)
 		} else if e.cold != nil && !e.dirty && e.cold.Changed(e.Path) {

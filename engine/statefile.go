@@ -59,7 +59,9 @@ func (eng *Engine) loadState() {
 	used := 0
 	for _, s := range sf.DBs {
 		e, ok := eng.byPath[s.Path]
-		if !ok || e.db != nil || e.cold != nil || e.Client.String() != s.Replica {
+		// A database refused now may have owned the name in the run that
+		// saved the state: a state would let the final sync write there.
+		if !ok || e.db != nil || e.cold != nil || e.refused != "" || e.Client.String() != s.Replica {
 			continue
 		}
 		st := s.State
@@ -81,7 +83,7 @@ func (eng *Engine) saveState() error {
 	path := eng.opts.StateFile
 	sf := stateFile{Version: stateFileVersion, Saved: time.Now()}
 	for _, e := range eng.entries {
-		if e.cold == nil || e.dirty || e.removed || e.failures > 0 {
+		if e.cold == nil || e.dirty || e.removed || e.refused != "" || e.failures > 0 {
 			continue
 		}
 		sf.DBs = append(sf.DBs, savedDB{Path: e.Path, Replica: e.Client.String(), State: *e.cold,
