@@ -1,6 +1,7 @@
 // Package testenv provides test-only infrastructure: a real S3 server
-// (versitygw with its posix backend) listening on 127.0.0.1, plus helpers to
-// drive it with the aws CLI as an independent client.
+// (versitygw with its posix backend, started by internal/s3server)
+// listening on 127.0.0.1, plus helpers to drive it with the aws CLI as an
+// independent client.
 //
 // Dependencies are installed by scripts/test-deps.sh (apt packages awscli and
 // sqlite3, and versitygw built into <repo>/.cache/bin). Tests that need a

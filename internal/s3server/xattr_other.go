@@ -1,6 +1,6 @@
 //go:build !linux
 
-package testenv
+package s3server
 
 // supportsUserXattr reports false on platforms where the probe is not
 // implemented; the server then keeps metadata in a sidecar directory.

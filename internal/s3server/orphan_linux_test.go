@@ -1,6 +1,6 @@
 //go:build linux
 
-package testenv
+package s3server
 
 import (
 	"bufio"
@@ -14,22 +14,25 @@ import (
 	"time"
 )
 
-const envOrphanHelper = "WALSYNC_TESTENV_ORPHAN_HELPER"
+const envOrphanHelper = "WALSYNC_S3SERVER_ORPHAN_HELPER"
 
-// TestOrphanHelper is run as a child process by TestServerDiesWithTestBinary:
-// it starts the shared server and exits without stopping it.
+// TestOrphanHelper is run as a child process by TestServerDiesWithItsStarter:
+// it starts a server and exits without stopping it.
 func TestOrphanHelper(t *testing.T) {
 	if os.Getenv(envOrphanHelper) != "1" {
 		return // only meaningful as a helper process
 	}
-	s := S3(t)
-	fmt.Printf("PID %d\nDIR %s\n", s.cmd.Process.Pid, s.baseDir)
+	s, err := Start(Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	fmt.Printf("PID %d\nDIR %s\n", s.Pid(), s.Base())
 	os.Exit(0)
 }
 
-// A test binary that exits without calling Stop (panic, timeout, os.Exit)
+// A program that exits without calling Stop (panic, timeout, os.Exit)
 // takes the server down with it.
-func TestServerDiesWithTestBinary(t *testing.T) {
+func TestServerDiesWithItsStarter(t *testing.T) {
 	cmd := exec.Command(os.Args[0], "-test.run=^TestOrphanHelper$", "-test.count=1")
 	cmd.Env = append(os.Environ(), envOrphanHelper+"=1")
 	var stderr bytes.Buffer
@@ -56,7 +59,7 @@ func TestServerDiesWithTestBinary(t *testing.T) {
 	deadline := time.Now().Add(10 * time.Second)
 	for processAlive(pid) {
 		if time.Now().After(deadline) {
-			t.Fatalf("versitygw (pid %d) still running 10s after its test binary exited", pid)
+			t.Fatalf("versitygw (pid %d) still running 10s after its starter exited", pid)
 		}
 		time.Sleep(20 * time.Millisecond)
 	}
