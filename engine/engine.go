@@ -785,7 +785,7 @@ func (eng *Engine) plan(now time.Time, polling bool, free int) ([]job, time.Time
 			if due.Before(wake) {
 				wake = due
 			}
-		case now.Before(e.bgRetryAt) && (eng.snapshotDue(e, now) || eng.compactionDue(e, now) > 0):
+		case now.Before(e.bgRetryAt) && eng.backgroundDue(e, now):
 			if e.bgRetryAt.Before(wake) {
 				wake = e.bgRetryAt
 			}
@@ -796,7 +796,7 @@ func (eng *Engine) plan(now time.Time, polling bool, free int) ([]job, time.Time
 				}
 				background = append(background, job{e: e, kind: jobSnapshot})
 			}
-		case eng.opts.RetentionInterval > 0 && e.changedRetained && !now.Before(e.retained.Add(eng.opts.RetentionInterval)):
+		case eng.retentionDue(e, now):
 			if len(background) < bgFree {
 				background = append(background, job{e: e, kind: jobRetention})
 			}
@@ -926,16 +926,34 @@ func (eng *Engine) snapshotTime(e *entry) (time.Time, bool) {
 	return e.lastSnapshot.Add(iv - e.spread), true
 }
 
+// retentionDue: retention on its own schedule, for a database that
+// changed since it last ran.
+func (eng *Engine) retentionDue(e *entry, now time.Time) bool {
+	t, ok := eng.retentionTime(e)
+	return ok && !now.Before(t)
+}
+
+func (eng *Engine) retentionTime(e *entry) (time.Time, bool) {
+	if eng.opts.RetentionInterval <= 0 || !e.changedRetained {
+		return time.Time{}, false
+	}
+	return e.retained.Add(eng.opts.RetentionInterval), true
+}
+
+// backgroundDue reports whether a snapshot, retention or a compaction is
+// due for e.
+func (eng *Engine) backgroundDue(e *entry, now time.Time) bool {
+	return eng.snapshotDue(e, now) || eng.retentionDue(e, now) || eng.compactionDue(e, now) > 0
+}
+
 // updateNextDue sets when e's earliest timed job can come due.
 func (eng *Engine) updateNextDue(e *entry) {
 	next := time.Now().Add(365 * 24 * time.Hour)
 	if t, ok := eng.snapshotTime(e); ok && t.Before(next) {
 		next = t
 	}
-	if eng.opts.RetentionInterval > 0 && e.changedRetained {
-		if t := e.retained.Add(eng.opts.RetentionInterval); t.Before(next) {
-			next = t
-		}
+	if t, ok := eng.retentionTime(e); ok && t.Before(next) {
+		next = t
 	}
 	for i, l := range eng.opts.Levels {
 		if t := e.compacted[i].Add(l.Interval); e.newFiles[i] >= minInputs(i) && t.Before(next) {
