@@ -21,6 +21,7 @@ require (
 	github.com/aws/aws-sdk-go-v2/service/internal/s3shared v1.20.12 // indirect
 	github.com/aws/smithy-go v1.28.9 // indirect
 	github.com/pierrec/lz4/v4 v4.1.23 // indirect
+	golang.org/x/text v0.41.0 // indirect
 )
 
 replace github.com/walsync/walsync => ../..

@@ -9,7 +9,6 @@ package harness
 import (
 	"bytes"
 	"context"
-	"crypto/rand"
 	"crypto/sha256"
 	"encoding/hex"
 	"encoding/json"
@@ -17,41 +16,33 @@ import (
 	"flag"
 	"fmt"
 	mrand "math/rand/v2"
-	"net"
-	"net/http"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"runtime"
 	"runtime/pprof"
 	"strconv"
 	"strings"
-	"syscall"
 	"time"
 
 	"github.com/superfly/ltx"
+
+	"github.com/walsync/walsync/internal/s3server"
 )
 
 const (
-	Region = "us-east-1"
+	// Region is the server's signing region.
+	Region = s3server.Region
+	// Bucket is the bucket every object goes to.
 	Bucket = "bench"
-	Prefix = "db" // keys are db/0000/<min>-<max>.ltx, walsync's layout
+	// Prefix starts every key: db/0000/<min>-<max>.ltx, walsync's layout.
+	Prefix = "db"
 
 	pageSize = 4096
 	pages    = 16 // 64 KiB of page data per object
 )
 
-// Server is a versitygw process with a posix backend.
-type Server struct {
-	Endpoint  string
-	AccessKey string
-	SecretKey string
-	Dir       string // posix backend root; Dir/Bucket holds the objects
-
-	base string
-	cmd  *exec.Cmd
-	done chan struct{}
-}
+// Server is the local versitygw; Dir/Bucket holds the objects.
+type Server = s3server.Server
 
 // Object is one LTX file to PUT.
 type Object struct {
@@ -85,7 +76,7 @@ type Result struct {
 // Main runs the benchmark for the client that newClient creates and prints
 // the Result. It exits the process.
 func Main(name string, newClient func(s *Server) (Client, error)) {
-	vgw := flag.String("versitygw", "", "versitygw binary (default: <repo>/.cache/bin/versitygw above the working directory)")
+	vgw := flag.String("versitygw", "", "versitygw binary (default: $WALSYNC_VERSITYGW, else <repo>/.cache/bin/versitygw)")
 	n := flag.Int("n", 100, "number of PUTs")
 	memprofile := flag.String("memprofile", "", "write an allocation profile of the PUTs to this file")
 	flag.Parse()
@@ -110,17 +101,17 @@ func Main(name string, newClient func(s *Server) (Client, error)) {
 }
 
 func run(name, vgw string, n int, newClient func(s *Server) (Client, error)) error {
-	if vgw == "" {
-		var err error
-		if vgw, err = findVersitygw(); err != nil {
-			return err
-		}
-	}
-	s, err := Start(vgw)
+	// The bucket is made before the server starts: a posix bucket is a
+	// directory, and no client request runs before the measured ones.
+	s, err := s3server.Start(s3server.Options{Bin: vgw, Buckets: []string{Bucket}})
 	if err != nil {
 		return err
 	}
-	defer s.Stop()
+	defer func() {
+		if err := s.Stop(); err != nil {
+			fmt.Fprintf(os.Stderr, "%s: %v\n", name, err)
+		}
+	}()
 
 	c, err := newClient(s)
 	if err != nil {
@@ -156,7 +147,7 @@ func run(name, vgw string, n int, newClient func(s *Server) (Client, error)) err
 	runtime.KeepAlive(c)
 
 	// Both clients must have stored the same objects.
-	if err := s.check(n); err != nil {
+	if err := check(s, n); err != nil {
 		return err
 	}
 	b, _ := json.Marshal(res)
@@ -229,132 +220,8 @@ func procStatus() (rss, hwm int64, err error) {
 	return rss, hwm, nil
 }
 
-func findVersitygw() (string, error) {
-	if p := os.Getenv("WALSYNC_VERSITYGW"); p != "" {
-		return p, nil
-	}
-	dir, err := os.Getwd()
-	if err != nil {
-		return "", err
-	}
-	for {
-		p := filepath.Join(dir, ".cache", "bin", "versitygw")
-		if _, err := os.Stat(p); err == nil {
-			return p, nil
-		}
-		parent := filepath.Dir(dir)
-		if parent == dir {
-			return "", errors.New("versitygw not found in .cache/bin above the working directory: run scripts/test-deps.sh, or pass -versitygw")
-		}
-		dir = parent
-	}
-}
-
-func randomHex(n int) string {
-	b := make([]byte, n)
-	if _, err := rand.Read(b); err != nil {
-		panic(err)
-	}
-	return hex.EncodeToString(b)
-}
-
-// Start runs versitygw on a free 127.0.0.1 port with a posix backend in a
-// new temporary directory and the bucket already there (a posix bucket is
-// a directory), and waits until it answers.
-func Start(bin string) (*Server, error) {
-	base, err := os.MkdirTemp("", "walsync-s3client-bench-")
-	if err != nil {
-		return nil, err
-	}
-	s := &Server{
-		AccessKey: "WB" + strings.ToUpper(randomHex(9)),
-		SecretKey: randomHex(20),
-		Dir:       filepath.Join(base, "data"),
-		base:      base,
-		done:      make(chan struct{}),
-	}
-	meta := filepath.Join(base, "meta")
-	for _, d := range []string{filepath.Join(s.Dir, Bucket), meta} {
-		if err := os.MkdirAll(d, 0o755); err != nil {
-			os.RemoveAll(base)
-			return nil, err
-		}
-	}
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		os.RemoveAll(base)
-		return nil, err
-	}
-	addr := l.Addr().String()
-	l.Close()
-	s.Endpoint = "http://" + addr
-
-	args := []string{"--port", addr, "--region", Region, "--keep-alive", "posix"}
-	if syscall.Setxattr(base, "user.walsync.probe", []byte("1"), 0) != nil {
-		args = append(args, "--sidecar", meta) // no user xattrs here: keep metadata aside
-	}
-	args = append(args, s.Dir)
-	logf, err := os.Create(filepath.Join(base, "versitygw.log"))
-	if err != nil {
-		os.RemoveAll(base)
-		return nil, err
-	}
-	s.cmd = exec.Command(bin, args...)
-	s.cmd.Dir = base
-	s.cmd.Stdout, s.cmd.Stderr = logf, logf
-	s.cmd.Env = append(os.Environ(), "ROOT_ACCESS_KEY="+s.AccessKey, "ROOT_SECRET_KEY="+s.SecretKey)
-	s.cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
-	started := make(chan error, 1)
-	go func() {
-		runtime.LockOSThread() // Pdeathsig follows the thread that started the child
-		defer close(s.done)
-		defer logf.Close()
-		if err := s.cmd.Start(); err != nil {
-			started <- err
-			return
-		}
-		started <- nil
-		_ = s.cmd.Wait()
-	}()
-	if err := <-started; err != nil {
-		os.RemoveAll(base)
-		return nil, fmt.Errorf("starting %s: %w", bin, err)
-	}
-	hc := &http.Client{Timeout: time.Second, Transport: &http.Transport{Proxy: nil, DisableKeepAlives: true}}
-	for deadline := time.Now().Add(30 * time.Second); ; {
-		select {
-		case <-s.done:
-			log, _ := os.ReadFile(logf.Name())
-			os.RemoveAll(base)
-			return nil, fmt.Errorf("versitygw exited during startup:\n%s", log)
-		default:
-		}
-		if resp, err := hc.Get(s.Endpoint + "/"); err == nil {
-			resp.Body.Close()
-			return s, nil
-		}
-		if time.Now().After(deadline) {
-			s.Stop()
-			return nil, errors.New("versitygw did not answer within 30s")
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
-}
-
-// Stop ends the server and removes its directory.
-func (s *Server) Stop() {
-	_ = s.cmd.Process.Signal(syscall.SIGTERM)
-	select {
-	case <-s.done:
-	case <-time.After(10 * time.Second):
-		_ = s.cmd.Process.Kill()
-		<-s.done
-	}
-	os.RemoveAll(s.base)
-}
-
 // check verifies that n objects holding at least their page data are stored.
-func (s *Server) check(n int) error {
+func check(s *Server, n int) error {
 	dir := filepath.Join(s.Dir, Bucket, Prefix, "0000")
 	ents, err := os.ReadDir(dir)
 	if err != nil {
