@@ -8,6 +8,7 @@ require (
 	github.com/aws/aws-sdk-go-v2/service/s3 v1.97.3
 	github.com/mattn/go-sqlite3 v1.14.53
 	github.com/superfly/ltx v0.5.3
+	github.com/walsync/walsync v0.0.0
 )
 
 require (
@@ -22,3 +23,5 @@ require (
 	github.com/aws/smithy-go v1.24.2 // indirect
 	github.com/pierrec/lz4/v4 v4.1.23 // indirect
 )
+
+replace github.com/walsync/walsync => ../

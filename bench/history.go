@@ -31,6 +31,8 @@ import (
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/service/s3"
 	"github.com/superfly/ltx"
+
+	"github.com/walsync/walsync/internal/s3server"
 )
 
 // histParams are the scaled intervals.
@@ -94,12 +96,12 @@ type histTool struct {
 	name    string
 	outDir  string
 	work    string
-	srv     *s3Server
+	srv     *s3server.Server
 	s3c     *s3.Client
 	bucket  string
 	proxy   *countingProxy
 	dbs     []*database
-	rep     *proc
+	rep     *s3server.Process
 	logPath string
 	started time.Time
 
@@ -292,14 +294,14 @@ func (t *histTool) cleanup(c *config) {
 	for _, d := range t.dbs {
 		d.db.Close()
 	}
-	if t.rep != nil && !t.rep.exited() {
-		t.rep.signalAndWait(10 * time.Second)
+	if t.rep != nil && !t.rep.Exited() {
+		t.rep.Stop(10 * time.Second)
 	}
 	if t.proxy != nil {
 		t.proxy.close()
 	}
 	if t.srv != nil {
-		_ = t.srv.stop()
+		_ = t.srv.Stop()
 		copyFile(t.srv.LogFile, filepath.Join(t.outDir, "versitygw.log"))
 	}
 	if t.work != "" && !c.keep {
@@ -316,7 +318,7 @@ func (t *histTool) setup(ctx context.Context, c *config, p histParams, n int) er
 	if c.keep {
 		t.note("work dir kept: %s", t.work)
 	}
-	if t.srv, err = startS3(c.versitygw, filepath.Join(t.work, "s3")); err != nil {
+	if t.srv, err = s3server.Start(s3server.Options{Bin: c.versitygw, Dir: filepath.Join(t.work, "s3")}); err != nil {
 		return fmt.Errorf("versitygw: %w", err)
 	}
 	t.s3c = newS3Client(t.srv)
@@ -359,14 +361,14 @@ func (t *histTool) setup(ctx context.Context, c *config, p histParams, n int) er
 	cmd.Dir = t.work
 	t.logPath = filepath.Join(t.outDir, t.name+".log")
 	t.started = time.Now()
-	if t.rep, err = startProc(cmd, t.logPath); err != nil {
+	if t.rep, err = s3server.StartProcess(cmd, t.logPath); err != nil {
 		return fmt.Errorf("starting %s: %w", t.name, err)
 	}
 	warm := waitReplicated(ctx, t.s3c, t.bucket, t.dbs, 2*time.Second, 60*time.Second, t.rep)
-	if t.rep.exited() {
-		return fmt.Errorf("%s exited during start-up (%v); log tail:\n%s", t.name, t.rep.waitErr, tail(t.logPath, 2000))
+	if t.rep.Exited() {
+		return fmt.Errorf("%s exited during start-up (%v); log tail:\n%s", t.name, t.rep.Err(), s3server.Tail(t.logPath, 2000))
 	}
-	logf("%s: replicator up (pid %d), warm-up %v", t.name, t.rep.pid(), warm.Round(10*time.Millisecond))
+	logf("%s: replicator up (pid %d), warm-up %v", t.name, t.rep.Pid(), warm.Round(10*time.Millisecond))
 	return nil
 }
 
@@ -393,7 +395,7 @@ func (t *histTool) run(ctx context.Context, c *config, p histParams, writerStart
 		tk := time.NewTicker(time.Second)
 		defer tk.Stop()
 		for {
-			if s, err := sampleProc(t.rep.pid()); err == nil {
+			if s, err := sampleProc(t.rep.Pid()); err == nil {
 				s.at = time.Since(t.started)
 				mu.Lock()
 				t.samples = append(t.samples, s)
@@ -444,8 +446,8 @@ func (t *histTool) run(ctx context.Context, c *config, p histParams, writerStart
 	}
 	logf("%s: writer stopped (%d commits); draining %v", t.name, t.commits, c.drain)
 	time.Sleep(c.drain)
-	if t.rep.exited() {
-		t.fail("%s died during the run (%v); log tail:\n%s", t.name, t.rep.waitErr, tail(t.logPath, 3000))
+	if t.rep.Exited() {
+		t.fail("%s died during the run (%v); log tail:\n%s", t.name, t.rep.Err(), s3server.Tail(t.logPath, 3000))
 	}
 	close(stop)
 	<-done
@@ -455,18 +457,18 @@ func (t *histTool) run(ctx context.Context, c *config, p histParams, writerStart
 	t.s3InBytes, t.s3OutBytes = t.proxy.inB.Load(), t.proxy.outB.Load()
 
 	t0 := time.Now()
-	alone := t.rep.signalAndWait(60 * time.Second)
+	alone := t.rep.Stop(60 * time.Second)
 	t.shutdown = time.Since(t0)
 	if !alone {
 		t.fail("%s did not exit within 60 s of SIGTERM (killed)", t.name)
 	}
-	if st := t.rep.state; st != nil {
+	if st := t.rep.State(); st != nil {
 		if ru, ok := st.SysUsage().(*syscall.Rusage); ok {
 			t.cpuTotal = tv(ru.Utime) + tv(ru.Stime)
 		}
 		t.exitStatus = st.String()
 		if !st.Success() {
-			t.fail("%s exited with %s after SIGTERM; log tail:\n%s", t.name, st, tail(t.logPath, 2000))
+			t.fail("%s exited with %s after SIGTERM; log tail:\n%s", t.name, st, s3server.Tail(t.logPath, 2000))
 		}
 	}
 	// Requests made while shutting down are added to the run's.
@@ -611,7 +613,7 @@ func (t *histTool) restore(ctx context.Context, c *config, d *database, label st
 		}
 		cmd = exec.Command(c.walsync, args...)
 	case "litestream":
-		u := fmt.Sprintf("s3://%s/%s?endpoint=%s&region=%s&forcePathStyle=true", t.bucket, d.name, px.URL, region)
+		u := fmt.Sprintf("s3://%s/%s?endpoint=%s&s3server.Region=%s&forcePathStyle=true", t.bucket, d.name, px.URL, s3server.Region)
 		args := []string{"restore", "-o", outPath}
 		if ts != "" {
 			args = append(args, "-timestamp", ts)

@@ -22,6 +22,8 @@ import (
 	"time"
 
 	"github.com/aws/aws-sdk-go-v2/service/s3"
+
+	"github.com/walsync/walsync/internal/s3server"
 )
 
 type config struct {
@@ -260,7 +262,7 @@ func sampleIndexes(n, max int) []int {
 
 // childEnv is our environment without any AWS/Litestream/proxy settings,
 // plus the server's credentials.
-func childEnv(s *s3Server) []string {
+func childEnv(s *s3server.Server) []string {
 	var env []string
 	for _, kv := range os.Environ() {
 		k, _, _ := strings.Cut(kv, "=")
@@ -275,7 +277,7 @@ func childEnv(s *s3Server) []string {
 	return append(env,
 		"AWS_ACCESS_KEY_ID="+s.AccessKey,
 		"AWS_SECRET_ACCESS_KEY="+s.SecretKey,
-		"AWS_REGION="+region,
+		"AWS_REGION="+s3server.Region,
 		"AWS_EC2_METADATA_DISABLED=true",
 		"AWS_CONFIG_FILE=/dev/null",
 		"AWS_SHARED_CREDENTIALS_FILE=/dev/null",
@@ -292,7 +294,7 @@ func litestreamConfig(dbs []*database, bucket, endpoint string) string {
 		fmt.Fprintf(&b, "      bucket: %q\n", bucket)
 		fmt.Fprintf(&b, "      path: %q\n", d.name)
 		fmt.Fprintf(&b, "      endpoint: %q\n", endpoint)
-		fmt.Fprintf(&b, "      region: %q\n", region)
+		fmt.Fprintf(&b, "      s3server.Region: %q\n", s3server.Region)
 		b.WriteString("      force-path-style: true\n")
 	}
 	return b.String()
@@ -314,13 +316,13 @@ func runOne(c *config, tool string, n int, outDir string) (r *runResult) {
 	}
 
 	// S3 server, counting proxy, bucket.
-	srv, err := startS3(c.versitygw, filepath.Join(work, "s3"))
+	srv, err := s3server.Start(s3server.Options{Bin: c.versitygw, Dir: filepath.Join(work, "s3")})
 	if err != nil {
 		r.fail("versitygw: %v", err)
 		return r
 	}
 	defer func() {
-		if err := srv.stop(); err != nil {
+		if err := srv.Stop(); err != nil {
 			r.note("versitygw stop: %v", err)
 		}
 		copyFile(srv.LogFile, filepath.Join(outDir, "versitygw.log"))
@@ -376,7 +378,7 @@ func runOne(c *config, tool string, n int, outDir string) (r *runResult) {
 	logPath := filepath.Join(outDir, tool+".log")
 	_ = os.Remove(logPath)
 	started := time.Now()
-	rep, err := startProc(cmd, logPath)
+	rep, err := s3server.StartProcess(cmd, logPath)
 	if err != nil {
 		r.fail("starting %s: %v", tool, err)
 		return r
@@ -384,7 +386,7 @@ func runOne(c *config, tool string, n int, outDir string) (r *runResult) {
 	stopped := false
 	defer func() {
 		if !stopped {
-			rep.signalAndWait(10 * time.Second)
+			rep.Stop(10 * time.Second)
 		}
 	}()
 
@@ -398,7 +400,7 @@ func runOne(c *config, tool string, n int, outDir string) (r *runResult) {
 		t := time.NewTicker(time.Second)
 		defer t.Stop()
 		for {
-			s, err := sampleProc(rep.pid())
+			s, err := sampleProc(rep.Pid())
 			if err == nil {
 				s.at = time.Since(started)
 				sampleMu.Lock()
@@ -416,9 +418,9 @@ func runOne(c *config, tool string, n int, outDir string) (r *runResult) {
 	// Warm-up: wait until every sampled database has something in the
 	// replica (its first sync), at least 2 s, at most 60 s.
 	warm := waitReplicated(ctx, s3c, bucket, dbs, 2*time.Second, 60*time.Second, rep)
-	logf("%s N=%d: replicator up (pid %d), warm-up %v", tool, n, rep.pid(), warm.Round(10*time.Millisecond))
-	if rep.exited() {
-		r.fail("%s exited during start-up (%v); log tail:\n%s", tool, rep.waitErr, tail(logPath, 2000))
+	logf("%s N=%d: replicator up (pid %d), warm-up %v", tool, n, rep.Pid(), warm.Round(10*time.Millisecond))
+	if rep.Exited() {
+		r.fail("%s exited during start-up (%v); log tail:\n%s", tool, rep.Err(), s3server.Tail(logPath, 2000))
 		return r
 	}
 
@@ -463,8 +465,8 @@ func runOne(c *config, tool string, n int, outDir string) (r *runResult) {
 
 	logf("%s N=%d: writer stopped (%d commits); draining %v", tool, n, r.commits, c.drain)
 	time.Sleep(c.drain)
-	if rep.exited() {
-		r.fail("%s died during the run (%v); log tail:\n%s", tool, rep.waitErr, tail(logPath, 3000))
+	if rep.Exited() {
+		r.fail("%s died during the run (%v); log tail:\n%s", tool, rep.Err(), s3server.Tail(logPath, 3000))
 	}
 	close(stopSampling)
 	<-samplerDone
@@ -472,20 +474,20 @@ func runOne(c *config, tool string, n int, outDir string) (r *runResult) {
 
 	// Stop the replicator.
 	t0 := time.Now()
-	alone := rep.signalAndWait(60 * time.Second)
+	alone := rep.Stop(60 * time.Second)
 	r.shutdown = time.Since(t0)
 	stopped = true
 	if !alone {
 		r.fail("%s did not exit within 60 s of SIGTERM (killed)", tool)
 	}
-	if st := rep.state; st != nil {
+	if st := rep.State(); st != nil {
 		if ru, ok := st.SysUsage().(*syscall.Rusage); ok {
 			r.cpuTotal = tv(ru.Utime) + tv(ru.Stime)
 			r.maxRSSKB = ru.Maxrss
 		}
 		r.exitStatus = st.String()
 		if !st.Success() {
-			r.fail("%s exited with %s after SIGTERM; log tail:\n%s", tool, st, tail(logPath, 2000))
+			r.fail("%s exited with %s after SIGTERM; log tail:\n%s", tool, st, s3server.Tail(logPath, 2000))
 		}
 	}
 	logf("%s N=%d: replicator stopped in %v (%s)", tool, n, r.shutdown.Round(time.Millisecond), r.exitStatus)
@@ -590,10 +592,10 @@ func tv(t syscall.Timeval) float64 { return float64(t.Sec) + float64(t.Usec)/1e6
 
 // waitReplicated waits until every sampled database has at least one object
 // under its replica path.
-func waitReplicated(ctx context.Context, c *s3.Client, bucket string, dbs []*database, minWait, maxWait time.Duration, p *proc) time.Duration {
+func waitReplicated(ctx context.Context, c *s3.Client, bucket string, dbs []*database, minWait, maxWait time.Duration, p *s3server.Process) time.Duration {
 	start := time.Now()
 	ready := map[int]bool{}
-	for time.Since(start) < maxWait && !p.exited() {
+	for time.Since(start) < maxWait && !p.Exited() {
 		all := true
 		for _, d := range dbs {
 			if !d.sampled || ready[d.idx] {

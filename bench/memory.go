@@ -29,6 +29,8 @@ import (
 	"syscall"
 	"text/tabwriter"
 	"time"
+
+	"github.com/walsync/walsync/internal/s3server"
 )
 
 const timeBin = "/usr/bin/time"
@@ -175,10 +177,10 @@ loop:
 		m.wall = time.Since(start)
 	}
 	if m.err == nil && waitErr != nil && !stopped {
-		m.err = fmt.Errorf("%v; log tail: %s", waitErr, strings.TrimSpace(tail(m.logPath, 600)))
+		m.err = fmt.Errorf("%v; log tail: %s", waitErr, strings.TrimSpace(s3server.Tail(m.logPath, 600)))
 	}
 	if m.err == nil && until != nil && !stopped {
-		m.err = fmt.Errorf("exited before it was done; log tail: %s", strings.TrimSpace(tail(m.logPath, 600)))
+		m.err = fmt.Errorf("exited before it was done; log tail: %s", strings.TrimSpace(s3server.Tail(m.logPath, 600)))
 	}
 	m.rssKB = m.hwmKB
 	if r.useTime {
@@ -398,7 +400,7 @@ func copyDB(src, dst string) error {
 }
 
 func freeAddr() string {
-	p, err := freePort()
+	p, err := s3server.FreePort()
 	if err != nil {
 		fatalf("free port: %v", err)
 	}

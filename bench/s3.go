@@ -17,11 +17,13 @@ import (
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/credentials"
 	"github.com/aws/aws-sdk-go-v2/service/s3"
+
+	"github.com/walsync/walsync/internal/s3server"
 )
 
 // newS3Client returns an SDK client for the server itself (not the proxy):
 // the lag probe and bucket creation are not counted as replicator requests.
-func newS3Client(s *s3Server) *s3.Client {
+func newS3Client(s *s3server.Server) *s3.Client {
 	hc := &http.Client{Transport: &http.Transport{
 		Proxy:               nil,
 		MaxIdleConns:        256,
@@ -29,7 +31,7 @@ func newS3Client(s *s3Server) *s3.Client {
 		IdleConnTimeout:     90 * time.Second,
 	}}
 	return s3.New(s3.Options{
-		Region:       region,
+		Region:       s3server.Region,
 		BaseEndpoint: aws.String(s.Endpoint),
 		UsePathStyle: true,
 		Credentials:  credentials.NewStaticCredentialsProvider(s.AccessKey, s.SecretKey, ""),

@@ -50,6 +50,8 @@ import (
 
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/service/s3"
+
+	"github.com/walsync/walsync/internal/s3server"
 )
 
 type scaleCase struct {
@@ -384,7 +386,7 @@ type scaleTool struct {
 
 	outDir, work, root, replicaRoot string
 
-	srv    *s3Server
+	srv    *s3server.Server
 	s3c    *s3.Client
 	bucket string
 	proxy  *countingProxy
@@ -399,7 +401,7 @@ type scaleTool struct {
 	mode     string
 	scrape   string // status (walsync) or metrics (litestream) URL
 
-	rep     *proc
+	rep     *s3server.Process
 	logPath string
 	started time.Time
 	fdLimit string
@@ -487,7 +489,7 @@ func (t *scaleTool) setup(ctx context.Context) error {
 	}
 	switch t.kind {
 	case "s3":
-		if t.srv, err = startS3(t.c.versitygw, filepath.Join(t.work, "s3")); err != nil {
+		if t.srv, err = s3server.Start(s3server.Options{Bin: t.c.versitygw, Dir: filepath.Join(t.work, "s3")}); err != nil {
 			return fmt.Errorf("versitygw: %w", err)
 		}
 		t.s3c = newS3Client(t.srv)
@@ -658,7 +660,7 @@ func makeTemplate(p string) error {
 }
 
 func (t *scaleTool) litestreamConfig() (string, error) {
-	port, err := freePort()
+	port, err := s3server.FreePort()
 	if err != nil {
 		return "", err
 	}
@@ -675,7 +677,7 @@ func (t *scaleTool) litestreamConfig() (string, error) {
 		b.WriteString("      type: s3\n")
 		fmt.Fprintf(&b, "      bucket: %q\n", t.bucket)
 		fmt.Fprintf(&b, "      endpoint: %q\n", t.proxy.URL)
-		fmt.Fprintf(&b, "      region: %q\n", region)
+		fmt.Fprintf(&b, "      s3server.Region: %q\n", s3server.Region)
 		b.WriteString("      force-path-style: true\n")
 	case "file":
 		b.WriteString("      type: file\n")
@@ -695,7 +697,7 @@ func (t *scaleTool) env() []string {
 	if t.srv != nil {
 		return childEnv(t.srv)
 	}
-	return childEnv(&s3Server{AccessKey: "unused", SecretKey: "unused"})
+	return childEnv(&s3server.Server{AccessKey: "unused", SecretKey: "unused"})
 }
 
 // start launches the tool and writes the watch sentinels right after.
@@ -715,7 +717,7 @@ func (t *scaleTool) start() error {
 			args = append(args, "--endpoint", t.proxy.URL)
 		}
 		if t.feat.addr {
-			port, err := freePort()
+			port, err := s3server.FreePort()
 			if err != nil {
 				return err
 			}
@@ -751,10 +753,10 @@ func (t *scaleTool) start() error {
 	_ = os.Remove(t.logPath)
 	t.started = time.Now()
 	var err error
-	if t.rep, err = startProc(cmd, t.logPath); err != nil {
+	if t.rep, err = s3server.StartProcess(cmd, t.logPath); err != nil {
 		return err
 	}
-	t.fdLimit = fdLimit(t.rep.pid())
+	t.fdLimit = fdLimit(t.rep.Pid())
 	// Right after start: one row into each database of the watch sample.
 	for _, tn := range t.watchT {
 		tn.sentinel = fmt.Sprintf("WATCH-%s-%s", strings.ReplaceAll(tn.rel, "/", "-"), randomHex(6))
@@ -795,7 +797,7 @@ func (t *scaleTool) sampler() {
 	hc := &http.Client{Timeout: 5 * time.Second, Transport: &http.Transport{Proxy: nil}}
 	var lastScrape time.Time
 	for {
-		if s, err := sampleProc(t.rep.pid()); err == nil {
+		if s, err := sampleProc(t.rep.Pid()); err == nil {
 			s.at = t.since()
 			t.mu.Lock()
 			t.samples = append(t.samples, s)
@@ -904,8 +906,8 @@ func (t *scaleTool) waitReady(ctx context.Context) {
 	t.watchAll = -1
 	deadline := t.started.Add(t.o.startTimeout)
 	for {
-		if t.rep.exited() {
-			t.startErr = startError(t.logPath, t.rep.waitErr)
+		if t.rep.Exited() {
+			t.startErr = startError(t.logPath, t.rep.Err())
 			logf("%s/%s %s: EXITED during start-up: %s", t.name, t.kind, t.sc.label, t.startErr)
 			return
 		}
@@ -934,7 +936,7 @@ func (t *scaleTool) waitReady(ctx context.Context) {
 		time.Sleep(200 * time.Millisecond)
 	}
 	t.readyAt = t.since()
-	t.cpuReady = cpuNow(t.rep.pid())
+	t.cpuReady = cpuNow(t.rep.Pid())
 	t.reqReady = snapProxy(t.proxy)
 	logf("%s/%s %s: ready after %v (watch sample %d/%d, all replicated after %v)", t.name, t.kind, t.sc.label,
 		t.readyAt.Round(10*time.Millisecond), t.watchSeen, len(t.watchT), t.watchAll.Round(10*time.Millisecond))
@@ -1053,7 +1055,7 @@ func runProbeView(ctx context.Context, v replicaView, dbs []*database, interval 
 }
 
 func (t *scaleTool) markPhase(from bool) {
-	at, cpu, req := t.since(), cpuNow(t.rep.pid()), snapProxy(t.proxy)
+	at, cpu, req := t.since(), cpuNow(t.rep.Pid()), snapProxy(t.proxy)
 	if from {
 		t.phaseFrom, t.cpuPhaseFrom, t.reqPhaseFrom = at, cpu, req
 	} else {
@@ -1103,22 +1105,22 @@ func (t *scaleTool) stop() {
 		<-t.samplerDone
 		t.stopSampling = nil
 	}
-	if t.rep.exited() && t.startErr == "" {
-		t.fail("%s died during the run (%v); log tail:\n%s", t.name, t.rep.waitErr, tail(t.logPath, 3000))
+	if t.rep.Exited() && t.startErr == "" {
+		t.fail("%s died during the run (%v); log tail:\n%s", t.name, t.rep.Err(), s3server.Tail(t.logPath, 3000))
 	}
 	t0 := time.Now()
-	alone := t.rep.signalAndWait(60 * time.Second)
+	alone := t.rep.Stop(60 * time.Second)
 	t.shutdown = time.Since(t0)
 	if !alone {
 		t.fail("%s did not exit within 60 s of SIGTERM (killed)", t.name)
 	}
-	if st := t.rep.state; st != nil {
+	if st := t.rep.State(); st != nil {
 		if ru, ok := st.SysUsage().(*syscall.Rusage); ok {
 			t.cpuTotal = tv(ru.Utime) + tv(ru.Stime)
 		}
 		t.exitStatus = st.String()
 		if !st.Success() && t.startErr == "" && alone {
-			t.fail("%s exited with %s after SIGTERM; log tail:\n%s", t.name, st, tail(t.logPath, 2000))
+			t.fail("%s exited with %s after SIGTERM; log tail:\n%s", t.name, st, s3server.Tail(t.logPath, 2000))
 		}
 	}
 	t.reqEnd = snapProxy(t.proxy)
@@ -1232,7 +1234,7 @@ func (t *scaleTool) restoreAll(ctx context.Context) {
 		case "litestream":
 			u := "file://" + filepath.ToSlash(filepath.Join(t.replicaRoot, filepath.FromSlash(tn.name)))
 			if t.kind == "s3" {
-				u = fmt.Sprintf("s3://%s/%s?endpoint=%s&region=%s&forcePathStyle=true", t.bucket, tn.name, t.srv.Endpoint, region)
+				u = fmt.Sprintf("s3://%s/%s?endpoint=%s&s3server.Region=%s&forcePathStyle=true", t.bucket, tn.name, t.srv.Endpoint, s3server.Region)
 			}
 			cmd = exec.Command(t.c.litestream, "restore", "-o", out, u)
 		}
@@ -1354,14 +1356,14 @@ func (t *scaleTool) cleanup() {
 			tn.conn.db.Close()
 		}
 	}
-	if t.rep != nil && !t.rep.exited() {
-		t.rep.signalAndWait(10 * time.Second)
+	if t.rep != nil && !t.rep.Exited() {
+		t.rep.Stop(10 * time.Second)
 	}
 	if t.proxy != nil {
 		t.proxy.close()
 	}
 	if t.srv != nil {
-		_ = t.srv.stop()
+		_ = t.srv.Stop()
 		copyFile(t.srv.LogFile, filepath.Join(t.outDir, "versitygw.log"))
 	}
 	if t.work != "" && !t.c.keep {
@@ -1588,8 +1590,8 @@ func runScaleCase(c *config, o *scaleOpts, feat walsyncFeatures, sc scaleCase, k
 				t.treeAdded, t.treeChanged, t.treeRemoved = diffTrees(trees[t], fv.tree())
 				t.treeChecked = true
 			}
-			if t.rep.exited() {
-				t.fail("%s died during the idle window (%v); log tail:\n%s", t.name, t.rep.waitErr, tail(t.logPath, 3000))
+			if t.rep.Exited() {
+				t.fail("%s died during the idle window (%v); log tail:\n%s", t.name, t.rep.Err(), s3server.Tail(t.logPath, 3000))
 			}
 		}
 	} else {

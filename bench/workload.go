@@ -5,6 +5,7 @@ import (
 	"context"
 	cryptorand "crypto/rand"
 	"database/sql"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"io"
@@ -270,4 +271,12 @@ func decodeLTXPages(b []byte) ([]byte, error) {
 		return out, fmt.Errorf("close: %w", err)
 	}
 	return out, nil
+}
+
+func randomHex(n int) string {
+	b := make([]byte, n)
+	if _, err := cryptorand.Read(b); err != nil {
+		panic(err)
+	}
+	return hex.EncodeToString(b)
 }
