@@ -64,3 +64,29 @@ func TestRetentionBacksOffWhileHot(t *testing.T) {
 		t.Fatalf("status %+v: want hot with the retention error", d)
 	}
 }
+
+// TestReleasedWhileBackgroundBacksOff: background work that keeps failing
+// does not keep an idle database hot: it is released after IdleTimeout
+// like any other, and its background work retries while it is cold.
+func TestReleasedWhileBackgroundBacksOff(t *testing.T) {
+	dir := t.TempDir()
+	p := filepath.Join(dir, "t", "app.db")
+	app := newAppDB(t, p, "one")
+	var armed atomic.Bool
+	var fails atomic.Int64
+	client := snapListFails{Client: file.New(filepath.Join(dir, "replica")), armed: &armed, fails: &fails}
+	r := start(t, engine.Options{Databases: []engine.Database{{Path: p, Client: client.Sub("t/app")}},
+		SyncInterval: 500 * time.Millisecond, PollInterval: 20 * time.Millisecond, IdleTimeout: 300 * time.Millisecond,
+		SnapshotInterval: -1, Levels: []compact.Level{}, RetentionInterval: 50 * time.Millisecond})
+	waitUntil(t, 20*time.Second, func() bool { d, _ := r.db(t, p); return d.State == "cold" }, "first release")
+	armed.Store(true)
+	if _, err := app.Exec("INSERT INTO t (v) VALUES ('two')"); err != nil {
+		t.Fatal(err)
+	}
+	waitUntil(t, 20*time.Second, func() bool { return fails.Load() > 0 }, "retention to fail")
+	// Release waits for file times to settle (up to 3 s more).
+	waitUntil(t, 10*time.Second, func() bool { d, _ := r.db(t, p); return d.State == "cold" }, "release while retention backs off")
+	if d, _ := r.db(t, p); d.Error == "" {
+		t.Fatalf("status %+v: want the retention error", d)
+	}
+}

@@ -726,6 +726,20 @@ func (eng *Engine) plan(now time.Time, polling bool, free int) ([]job, time.Time
 	var syncs, background []job
 	bgFree := min(free, max(1, eng.opts.Workers/2)-eng.background)
 	canOpen := func() bool { return eng.hot+opening < eng.hotCap }
+	// cool releases e once it has been idle long enough, or has the
+	// scheduler look again when it will have been.
+	cool := func(e *entry) {
+		t, ok := eng.coolTime(e)
+		switch {
+		case !ok:
+		case now.Before(t):
+			if t.Before(wake) {
+				wake = t
+			}
+		case len(syncs) < free:
+			syncs = append(syncs, job{e: e, kind: jobCool})
+		}
+	}
 	// Start where the last pass stopped handing out syncs, so that every
 	// database gets its turn when there is more to do than workers.
 	n := len(eng.entries)
@@ -789,6 +803,9 @@ func (eng *Engine) plan(now time.Time, polling bool, free int) ([]job, time.Time
 			if e.bgRetryAt.Before(wake) {
 				wake = e.bgRetryAt
 			}
+			// Background work waiting out its back-off must not keep an
+			// idle database open: it runs as well on a cold one.
+			cool(e)
 		case eng.snapshotDue(e, now):
 			if len(background) < bgFree && (e.db != nil || canOpen()) {
 				if e.db == nil {
@@ -805,14 +822,8 @@ func (eng *Engine) plan(now time.Time, polling bool, free int) ([]job, time.Time
 				l := eng.compactionDue(e, now)
 				background = append(background, job{e: e, kind: jobCompact, level: l, last: e.lastOut[l-1]})
 			}
-		case e.db != nil && eng.opts.IdleTimeout > 0 && !now.Before(e.active.Add(eng.opts.IdleTimeout)) && !now.Before(e.coolAt):
-			if len(syncs) < free {
-				syncs = append(syncs, job{e: e, kind: jobCool})
-			}
-		case e.db != nil && eng.opts.IdleTimeout > 0:
-			if t := maxTime(e.active.Add(eng.opts.IdleTimeout), e.coolAt); t.Before(wake) {
-				wake = t
-			}
+		default:
+			cool(e)
 		}
 	}
 	eng.planPos = next
@@ -845,6 +856,15 @@ func (eng *Engine) plan(now time.Time, polling bool, free int) ([]job, time.Time
 		eng.forgetRemoved()
 	}
 	return queue, wake
+}
+
+// coolTime returns when hot e may be released, if ever: IdleTimeout after
+// its last shipped change, and not before a refused attempt's retry.
+func (eng *Engine) coolTime(e *entry) (time.Time, bool) {
+	if e.db == nil || eng.opts.IdleTimeout <= 0 {
+		return time.Time{}, false
+	}
+	return maxTime(e.active.Add(eng.opts.IdleTimeout), e.coolAt), true
 }
 
 func maxTime(a, b time.Time) time.Time {
