@@ -175,7 +175,7 @@ func (db *DB) unchangedSinceCapture() error {
 	case h == nil || old.PageSize == 0 || !h.SameGeneration(old):
 		return fmt.Errorf("%w: the WAL moved to a new generation while the database was being released", ErrNotIdle)
 	}
-	q, err := wal.Scan(db.walFile, db.pos, db.frameBuf(*h), nil)
+	q, err := wal.Scan(db.walFile, db.pos, nil)
 	if err != nil {
 		return err
 	}

@@ -33,7 +33,6 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
-	"slices"
 	"sync"
 	"syscall"
 	"time"
@@ -106,7 +105,6 @@ type DB struct {
 	recheck bool         // confirm the replica's end before the next upload
 
 	framesSinceCkpt int64
-	buf             []byte
 }
 
 type pendingFile struct {
@@ -293,7 +291,7 @@ func (db *DB) scanTo(h wal.Header, end int64) (wal.Position, error) {
 	target := (end - wal.HeaderSize) / h.FrameSize()
 	// Scan no further than end: the last commit there must end exactly at it.
 	lim := &limitedReaderAt{r: db.walFile, n: end}
-	q, err := wal.Scan(lim, p, db.frameBuf(h), nil)
+	q, err := wal.Scan(lim, p, nil)
 	if err != nil {
 		return p, err
 	}
@@ -309,17 +307,22 @@ type limitedReaderAt struct {
 }
 
 func (l *limitedReaderAt) ReadAt(p []byte, off int64) (int, error) {
-	if off+int64(len(p)) > l.n {
+	if off >= l.n {
 		return 0, io.EOF
+	}
+	if rest := l.n - off; int64(len(p)) > rest {
+		n, err := l.r.ReadAt(p[:rest], off)
+		if err == nil {
+			err = io.EOF
+		}
+		return n, err
 	}
 	return l.r.ReadAt(p, off)
 }
 
-func (db *DB) frameBuf(h wal.Header) []byte {
-	if n := int(h.FrameSize()); len(db.buf) < n {
-		db.buf = make([]byte, n)
-	}
-	return db.buf
+// newIndex returns a frame index that spills to the temp directory.
+func (db *DB) newIndex() *wal.FrameIndex {
+	return wal.NewFrameIndex(func() (*os.File, error) { return storage.CreateUnlinkedTemp(db.opts.TempDir) })
 }
 
 // walLen is the WAL file's length, -1 when it cannot be read.
@@ -449,6 +452,7 @@ func (db *DB) Sync(ctx context.Context) (Stats, error) {
 		if err != nil {
 			return st, err
 		}
+		defer plan.close()
 		if err := db.uploadPending(ctx); err != nil {
 			return st, err
 		}
@@ -495,6 +499,7 @@ func (db *DB) resyncSnapshot(ctx context.Context) (*snapPlan, error) {
 			plan, err = db.planSnapshot()
 			return err
 		}); err != nil {
+			plan.close()
 			return nil, err
 		}
 	}
@@ -502,6 +507,7 @@ func (db *DB) resyncSnapshot(ctx context.Context) (*snapPlan, error) {
 	ts := db.opts.Now().UnixMilli()
 	f, err := db.encodeSnapshot(plan, txid, txid, ts)
 	if err != nil {
+		plan.close()
 		return nil, err
 	}
 	db.txid, db.txidTS = txid, ts
@@ -644,8 +650,13 @@ func (db *DB) captureFrames() (bool, error) {
 			return false, nil
 		}
 	}
-	pages := map[uint32]int64{}
-	to, err := wal.Scan(db.walFile, from, db.frameBuf(*h), pages)
+	pages := db.newIndex()
+	defer pages.Close()
+	to, err := wal.Scan(db.walFile, from, pages)
+	if errors.Is(err, wal.ErrOverwritten) {
+		db.resync = "WAL frames were overwritten before they were captured"
+		return false, nil
+	}
 	if err != nil {
 		return false, err
 	}
@@ -705,31 +716,22 @@ func (db *DB) writeLTX(hdr ltx.Header, pages func(emit func(pgno uint32, data []
 	return f, nil
 }
 
-func (db *DB) encodeIncremental(from, to wal.Position, pages map[uint32]int64, ts int64) (*os.File, error) {
+func (db *DB) encodeIncremental(from, to wal.Position, pages *wal.FrameIndex, ts int64) (*os.File, error) {
 	h := to.Header
 	hdr := ltx.Header{
 		Version: ltx.Version, Flags: ltx.HeaderFlagNoChecksum, PageSize: h.PageSize, Commit: to.Commit,
 		MinTXID: db.txid + 1, MaxTXID: db.txid + 1, Timestamp: ts,
 		WALOffset: from.Offset(), WALSize: to.Offset() - from.Offset(), WALSalt1: h.Salt1, WALSalt2: h.Salt2,
 	}
-	pgnos := make([]uint32, 0, len(pages))
-	for pg := range pages {
-		if pg <= to.Commit { // pages past the end were truncated away
-			pgnos = append(pgnos, pg)
-		}
-	}
-	slices.Sort(pgnos)
 	return db.writeLTX(hdr, func(emit func(uint32, []byte) error) error {
 		data := make([]byte, h.PageSize)
-		for _, pg := range pgnos {
-			if err := wal.ReadFramePage(db.walFile, h, pages[pg], pg, data); err != nil {
+		// Pages past the commit's size were truncated away.
+		return pages.Range(to.Commit, func(pg uint32, n int64) error {
+			if err := wal.ReadFramePage(db.walFile, h, n, pg, data); err != nil {
 				return err
 			}
-			if err := emit(pg, data); err != nil {
-				return err
-			}
-		}
-		return nil
+			return emit(pg, data)
+		})
 	})
 }
 
@@ -752,10 +754,11 @@ func (db *DB) planUnsealed() (*snapPlan, bool, error) {
 		return nil, false, err
 	}
 	after, err := db.readWALHeader()
-	if err != nil {
+	if err != nil || !sameGeneration(before, after) {
+		p.close()
 		return nil, false, err
 	}
-	return p, sameGeneration(before, after), nil
+	return p, true, nil
 }
 
 // sameGeneration reports whether two reads of the WAL header (nil: empty)
@@ -771,9 +774,15 @@ func sameGeneration(a, b *wal.Header) bool {
 type snapPlan struct {
 	h        *wal.Header // nil: the WAL is empty
 	end      wal.Position
-	pages    map[uint32]int64 // page -> last frame at or before end
+	pages    *wal.FrameIndex // page -> last frame at or before end
 	commit   uint32
 	pageSize uint32
+}
+
+func (p *snapPlan) close() {
+	if p != nil {
+		p.pages.Close()
+	}
 }
 
 func (db *DB) planSnapshot() (*snapPlan, error) {
@@ -792,18 +801,21 @@ func (db *DB) planSnapshot() (*snapPlan, error) {
 	if err != nil {
 		return nil, err
 	}
-	p := &snapPlan{h: h, pages: map[uint32]int64{}, pageSize: dh.pageSize}
+	p := &snapPlan{h: h, pages: db.newIndex(), pageSize: dh.pageSize}
 	if h != nil {
 		if h.PageSize != dh.pageSize {
+			p.close()
 			return nil, fmt.Errorf("the WAL of %s has %d-byte pages, the database %d: a WAL left from before a page-size change", db.opts.Path, h.PageSize, dh.pageSize)
 		}
-		if p.end, err = wal.Scan(db.walFile, wal.Start(*h), db.frameBuf(*h), p.pages); err != nil {
+		if p.end, err = wal.Scan(db.walFile, wal.Start(*h), p.pages); err != nil {
+			p.close()
 			return nil, err
 		}
 	}
 	p.commit = p.end.Commit
 	if p.end.Frame == 0 {
 		if p.commit, err = db.dbFilePages(dh); err != nil {
+			p.close()
 			return nil, err
 		}
 	}
@@ -843,8 +855,12 @@ func (db *DB) encodeSnapshot(p *snapPlan, minTX, maxTX ltx.TXID, ts int64) (*os.
 // or from the database file when no frame holds it. If the frame was
 // overwritten, the WAL restarted, which needs every frame backfilled, so
 // the database file holds the page.
-func (db *DB) readPage(h *wal.Header, pages map[uint32]int64, pg uint32, data []byte) error {
-	if n, ok := pages[pg]; ok {
+func (db *DB) readPage(h *wal.Header, pages *wal.FrameIndex, pg uint32, data []byte) error {
+	n, ok, err := pages.Get(pg)
+	if err != nil {
+		return err
+	}
+	if ok {
 		err := wal.ReadFramePage(db.walFile, *h, n, pg, data)
 		if !errors.Is(err, wal.ErrOverwritten) {
 			return err
@@ -917,13 +933,16 @@ func (db *DB) Snapshot(ctx context.Context) (Stats, error) {
 		}
 		after, err := db.readWALHeader()
 		if err != nil {
+			p.close()
 			return Stats{}, err
 		}
 		if sameGeneration(before, after) && p.end == db.pos {
 			plan = p
 			break
 		}
+		p.close()
 	}
+	defer func() { plan.close() }()
 	if plan == nil {
 		if err := db.uploadPending(ctx); err != nil {
 			return Stats{}, err

@@ -10,6 +10,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"sync"
 )
 
 // Sizes of the on-disk structures.
@@ -144,58 +145,138 @@ func Start(h Header) Position {
 // Offset returns the file offset just past the position.
 func (p Position) Offset() int64 { return p.Header.FrameOffset(p.Frame + 1) }
 
-// Txn is one committed transaction: frames First..Last (inclusive).
-type Txn struct {
-	First, Last int64
-	Commit      uint32
-}
-
 // Scan reads frames after pos from r and returns the position after the
-// last valid commit frame, and the pages written in between (page number to
-// the frame that last wrote it). Frames are valid only if their salts match
-// the header's and the checksum chain holds; everything after the last
-// valid commit frame (a transaction in flight, or frames of an older
-// generation) is ignored. buf must be at least one frame long.
-func Scan(r io.ReaderAt, pos Position, buf []byte, pages map[uint32]int64) (Position, error) {
+// last valid commit frame, and records in idx (if not nil) the pages written
+// in between with the frame that last wrote each. Frames are valid only if
+// their salts match the header's and the checksum chain holds; everything
+// after the last valid commit frame (a transaction in flight, or frames of
+// an older generation) is ignored. It fails with ErrOverwritten if a
+// committed frame changed generation while it was being read.
+func Scan(r io.ReaderAt, pos Position, idx *FrameIndex) (Position, error) {
 	h := pos.Header
-	fsz := h.FrameSize()
-	if int64(len(buf)) < fsz {
-		return pos, fmt.Errorf("scan buffer of %d bytes is smaller than a frame (%d)", len(buf), fsz)
-	}
-	buf = buf[:fsz]
+	fr := newFrameReader(r, h)
+	defer fr.release()
 	be := h.BigEndian()
 	s1, s2 := pos.Checksum1, pos.Checksum2
 	last := pos
-	var pending []uint32 // pages of the transaction not yet committed
-	var pendingFrames []int64
 	for n := pos.Frame + 1; ; n++ {
-		if _, err := r.ReadAt(buf, h.FrameOffset(n)); err != nil {
-			if errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF) {
+		b, err := fr.frame(n)
+		if err != nil {
+			if errors.Is(err, io.EOF) {
 				return last, nil
 			}
-			return last, fmt.Errorf("read WAL frame %d: %w", n, err)
+			return last, err
 		}
-		fh := ParseFrameHeader(buf)
-		if fh.Salt1 != h.Salt1 || fh.Salt2 != h.Salt2 || fh.Pgno == 0 {
+		fh := ParseFrameHeader(b)
+		if !fh.of(h) {
 			return last, nil
 		}
-		s1, s2 = Checksum(be, s1, s2, buf[:8])
-		s1, s2 = Checksum(be, s1, s2, buf[FrameHeaderSize:])
+		s1, s2 = Checksum(be, s1, s2, b[:8])
+		s1, s2 = Checksum(be, s1, s2, b[FrameHeaderSize:])
 		if s1 != fh.Checksum1 || s2 != fh.Checksum2 {
 			return last, nil
 		}
-		pending = append(pending, fh.Pgno)
-		pendingFrames = append(pendingFrames, n)
-		if fh.Commit != 0 {
-			if pages != nil {
-				for i, pg := range pending {
-					pages[pg] = pendingFrames[i]
-				}
+		if fh.Commit == 0 {
+			continue
+		}
+		if idx != nil {
+			// The transaction's page numbers are read again rather than
+			// kept while it is scanned: one commit can hold every page
+			// of the database.
+			switch err := fr.pages(last.Frame+1, n, nil); {
+			case errors.Is(err, ErrOverwritten):
+				return last, nil
+			case err != nil:
+				return last, err
 			}
-			pending, pendingFrames = pending[:0], pendingFrames[:0]
-			last = Position{Header: h, Frame: n, Checksum1: s1, Checksum2: s2, Commit: fh.Commit}
+			if err := fr.pages(last.Frame+1, n, idx.Set); err != nil {
+				return last, err
+			}
+		}
+		last = Position{Header: h, Frame: n, Checksum1: s1, Checksum2: s2, Commit: fh.Commit}
+	}
+}
+
+// of reports whether the frame belongs to h's generation.
+func (fh FrameHeader) of(h Header) bool {
+	return fh.Salt1 == h.Salt1 && fh.Salt2 == h.Salt2 && fh.Pgno != 0
+}
+
+// scanBufSize is how much of the WAL one read takes: a WAL holding a whole
+// database is read in a few thousand calls, not one per frame.
+const scanBufSize = 256 << 10
+
+var scanBufs = sync.Pool{New: func() any { b := make([]byte, scanBufSize); return &b }}
+
+// frameReader reads frames through a window of whole frames.
+type frameReader struct {
+	r     io.ReaderAt
+	h     Header
+	fsz   int64
+	buf   *[]byte
+	first int64 // frame number of the window's first frame
+	count int64 // whole frames in the window
+}
+
+func newFrameReader(r io.ReaderAt, h Header) *frameReader {
+	fr := &frameReader{r: r, h: h, fsz: h.FrameSize()}
+	if fr.fsz <= scanBufSize {
+		fr.buf = scanBufs.Get().(*[]byte)
+	} else {
+		b := make([]byte, fr.fsz)
+		fr.buf = &b
+	}
+	return fr
+}
+
+func (fr *frameReader) release() {
+	if len(*fr.buf) == scanBufSize {
+		scanBufs.Put(fr.buf)
+	}
+	fr.buf = nil
+}
+
+// frame returns frame n's bytes, valid until the next call; io.EOF when
+// the file ends before the frame does.
+func (fr *frameReader) frame(n int64) ([]byte, error) {
+	if n < fr.first || n >= fr.first+fr.count {
+		buf := *fr.buf
+		want := int64(len(buf)) / fr.fsz * fr.fsz
+		got, err := fr.r.ReadAt(buf[:want], fr.h.FrameOffset(n))
+		fr.first, fr.count = n, int64(got)/fr.fsz
+		if fr.count == 0 {
+			if err == nil || errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF) {
+				return nil, io.EOF
+			}
+			return nil, fmt.Errorf("read WAL frame %d: %w", n, err)
 		}
 	}
+	off := (n - fr.first) * fr.fsz
+	return (*fr.buf)[off : off+fr.fsz], nil
+}
+
+// pages reads frames a..b again and passes each page number to set (nil:
+// only check): ErrOverwritten if one no longer belongs to the generation.
+func (fr *frameReader) pages(a, b int64, set func(pg uint32, n int64) error) error {
+	for k := a; k <= b; k++ {
+		f, err := fr.frame(k)
+		if errors.Is(err, io.EOF) {
+			return ErrOverwritten // truncated after a restart
+		}
+		if err != nil {
+			return err
+		}
+		fh := ParseFrameHeader(f)
+		if !fh.of(fr.h) {
+			return ErrOverwritten
+		}
+		if set != nil {
+			if err := set(fh.Pgno, k); err != nil {
+				return err
+			}
+		}
+	}
+	return nil
 }
 
 // ReadFramePage reads the page of frame n into data and checks that the
@@ -218,8 +299,7 @@ func ReadFramePage(r io.ReaderAt, h Header, n int64, pgno uint32, data []byte) e
 		}
 		return fmt.Errorf("read WAL frame %d header: %w", n, err)
 	}
-	fh := ParseFrameHeader(hb[:])
-	if fh.Salt1 != h.Salt1 || fh.Salt2 != h.Salt2 || fh.Pgno != pgno {
+	if fh := ParseFrameHeader(hb[:]); !fh.of(h) || fh.Pgno != pgno {
 		return ErrOverwritten
 	}
 	return nil

@@ -5,6 +5,8 @@ import (
 	"database/sql"
 	"errors"
 	"fmt"
+	"math"
+	"math/rand/v2"
 	"os"
 	"path/filepath"
 	"testing"
@@ -53,19 +55,19 @@ func TestScanRealWAL(t *testing.T) {
 			t.Fatalf("page size %d read as %d", ps, h.PageSize)
 		}
 		frames := (int64(len(b)) - wal.HeaderSize) / h.FrameSize()
-		pages := map[uint32]int64{}
-		end, err := wal.Scan(bytes.NewReader(b), wal.Start(h), make([]byte, h.FrameSize()), pages)
+		pages := wal.NewFrameIndex(nil)
+		end, err := wal.Scan(bytes.NewReader(b), wal.Start(h), pages)
 		if err != nil {
 			t.Fatal(err)
 		}
-		if end.Frame != frames || end.Commit == 0 || len(pages) == 0 {
-			t.Fatalf("page size %d: scan ended at frame %d of %d (commit %d, %d pages)", ps, end.Frame, frames, end.Commit, len(pages))
+		if n := indexed(t, pages); end.Frame != frames || end.Commit == 0 || len(n) == 0 {
+			t.Fatalf("page size %d: scan ended at frame %d of %d (commit %d, %d pages)", ps, end.Frame, frames, end.Commit, len(n))
 		}
 
 		// Cut the last frame in half: the last transaction is no longer
 		// committed, the scan stops at the one before.
 		cut := b[:len(b)-int(h.FrameSize())/2]
-		short, err := wal.Scan(bytes.NewReader(cut), wal.Start(h), make([]byte, h.FrameSize()), nil)
+		short, err := wal.Scan(bytes.NewReader(cut), wal.Start(h), nil)
 		if err != nil || short.Frame >= end.Frame || short.Frame == 0 {
 			t.Fatalf("truncated WAL: scan ended at %d (full %d): %v", short.Frame, end.Frame, err)
 		}
@@ -74,7 +76,7 @@ func TestScanRealWAL(t *testing.T) {
 		bad := bytes.Clone(b)
 		mid := h.FrameOffset(frames/2) + wal.FrameHeaderSize + 10
 		bad[mid] ^= 1
-		broken, _ := wal.Scan(bytes.NewReader(bad), wal.Start(h), make([]byte, h.FrameSize()), nil)
+		broken, _ := wal.Scan(bytes.NewReader(bad), wal.Start(h), nil)
 		if broken.Frame >= frames/2 {
 			t.Fatalf("corrupt frame %d was accepted (scan reached %d)", frames/2, broken.Frame)
 		}
@@ -82,7 +84,7 @@ func TestScanRealWAL(t *testing.T) {
 		// Frames of another generation (different salt) are not read.
 		other := bytes.Clone(b)
 		other[h.FrameOffset(2)+8] ^= 0xff // salt-1 of frame 2
-		if p, _ := wal.Scan(bytes.NewReader(other), wal.Start(h), make([]byte, h.FrameSize()), nil); p.Frame >= 2 {
+		if p, _ := wal.Scan(bytes.NewReader(other), wal.Start(h), nil); p.Frame >= 2 {
 			t.Fatalf("a frame with a foreign salt was accepted (scan reached %d)", p.Frame)
 		}
 	}
@@ -110,10 +112,12 @@ func TestParseHeaderRejects(t *testing.T) {
 func TestReadFramePage(t *testing.T) {
 	b := realWAL(t, 4096, 3)
 	h, _ := wal.ParseHeader(b)
-	pages := map[uint32]int64{}
-	wal.Scan(bytes.NewReader(b), wal.Start(h), make([]byte, h.FrameSize()), pages)
+	idx := wal.NewFrameIndex(nil)
+	if _, err := wal.Scan(bytes.NewReader(b), wal.Start(h), idx); err != nil {
+		t.Fatal(err)
+	}
 	data := make([]byte, h.PageSize)
-	for pg, n := range pages {
+	for pg, n := range indexed(t, idx) {
 		if err := wal.ReadFramePage(bytes.NewReader(b), h, n, pg, data); err != nil {
 			t.Fatalf("page %d frame %d: %v", pg, n, err)
 		}
@@ -140,7 +144,7 @@ func FuzzScan(f *testing.F) {
 		if err != nil {
 			return
 		}
-		end, err := wal.Scan(bytes.NewReader(b), wal.Start(h), make([]byte, h.FrameSize()), map[uint32]int64{})
+		end, err := wal.Scan(bytes.NewReader(b), wal.Start(h), wal.NewFrameIndex(nil))
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -148,4 +152,125 @@ func FuzzScan(f *testing.F) {
 			t.Fatalf("scan ended at frame %d (commit %d, offset %d of %d bytes)", end.Frame, end.Commit, end.Offset(), len(b))
 		}
 	})
+}
+
+// indexed returns the index's entries.
+func indexed(t testing.TB, x *wal.FrameIndex) map[uint32]int64 {
+	t.Helper()
+	m := map[uint32]int64{}
+	if err := x.Range(math.MaxUint32, func(pg uint32, n int64) error { m[pg] = n; return nil }); err != nil {
+		t.Fatal(err)
+	}
+	return m
+}
+
+// TestScanOneHugeTransaction: a commit holding tens of thousands of pages
+// (a first load, a VACUUM) is indexed page by page with the frame that last
+// wrote each, as a commit of one page is.
+func TestScanOneHugeTransaction(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "x.db")
+	db, err := sql.Open("sqlite3", "file:"+path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	db.SetMaxOpenConns(1)
+	for _, q := range []string{"PRAGMA page_size=512", "PRAGMA journal_mode=WAL", "PRAGMA wal_autocheckpoint=0", "PRAGMA cache_size=-65536", "CREATE TABLE t (v BLOB)",
+		"BEGIN", "WITH RECURSIVE s(i) AS (SELECT 1 UNION ALL SELECT i+1 FROM s WHERE i < 30000) INSERT INTO t SELECT randomblob(400) FROM s", "UPDATE t SET v = randomblob(400) WHERE rowid % 7 = 0", "COMMIT",
+		"INSERT INTO t VALUES (randomblob(400))"} {
+		if _, err := db.Exec(q); err != nil {
+			t.Fatalf("%s: %v", q, err)
+		}
+	}
+	b, err := os.ReadFile(path + "-wal")
+	if err != nil {
+		t.Fatal(err)
+	}
+	h, err := wal.ParseHeader(b)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// The reference: the last frame of each page, read frame by frame.
+	want := map[uint32]int64{}
+	frames := (int64(len(b)) - wal.HeaderSize) / h.FrameSize()
+	for n := int64(1); n <= frames; n++ {
+		want[wal.ParseFrameHeader(b[h.FrameOffset(n):]).Pgno] = n
+	}
+	idx := wal.NewFrameIndex(nil)
+	end, err := wal.Scan(bytes.NewReader(b), wal.Start(h), idx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if end.Frame != frames {
+		t.Fatalf("scan ended at frame %d of %d", end.Frame, frames)
+	}
+	got := indexed(t, idx)
+	if len(got) != len(want) || len(want) < 20000 {
+		t.Fatalf("indexed %d pages, the WAL holds %d", len(got), len(want))
+	}
+	for pg, n := range want {
+		if got[pg] != n {
+			t.Fatalf("page %d: indexed frame %d, last written by %d", pg, got[pg], n)
+		}
+	}
+}
+
+// TestFrameIndexSpills: past its resident chunks the index spills to the
+// file and reads back what it wrote, against a plain map.
+func TestFrameIndexSpills(t *testing.T) {
+	dir := t.TempDir()
+	spills := 0
+	x := wal.NewFrameIndex(func() (*os.File, error) {
+		spills++
+		return os.CreateTemp(dir, "spill")
+	})
+	defer x.Close()
+	want := map[uint32]int64{}
+	r := rand.New(rand.NewPCG(7, 7))
+	for i := 0; i < 400_000; i++ {
+		var pg uint32
+		if i%40 == 0 {
+			pg = uint32(r.IntN(4_000_000)) + 1 // across ~1,000 chunks
+		} else {
+			pg = uint32(i) + 1 // a bulk load: ascending
+		}
+		n := int64(i + 1)
+		if err := x.Set(pg, n); err != nil {
+			t.Fatal(err)
+		}
+		want[pg] = n
+		if i%997 == 0 { // reads interleaved with writes
+			q := uint32(r.IntN(4_000_000)) + 1
+			got, ok, err := x.Get(q)
+			if w, wok := want[q]; err != nil || ok != wok || got != w {
+				t.Fatalf("page %d: got %d %v %v, want %d %v", q, got, ok, err, w, wok)
+			}
+		}
+	}
+	if spills != 1 {
+		t.Fatalf("spill files created: %d, want 1", spills)
+	}
+	got := indexed(t, x)
+	if len(got) != len(want) {
+		t.Fatalf("%d pages indexed, want %d", len(got), len(want))
+	}
+	for pg, n := range want {
+		if got[pg] != n {
+			t.Fatalf("page %d: frame %d, want %d", pg, got[pg], n)
+		}
+	}
+	// Range stops at max.
+	n := 0
+	if err := x.Range(1000, func(pg uint32, _ int64) error {
+		if pg > 1000 {
+			t.Fatalf("page %d past max", pg)
+		}
+		n++
+		return nil
+	}); err != nil || n == 0 {
+		t.Fatalf("ranged %d pages: %v", n, err)
+	}
+	if err := x.Set(1, 1<<33); err == nil {
+		t.Fatal("a frame number past 32 bits was accepted")
+	}
 }
