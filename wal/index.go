@@ -265,4 +265,3 @@ func (x *FrameIndex) readChunk(cn uint32, c *chunk) error {
 	}
 	return nil
 }
-
