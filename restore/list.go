@@ -1,11 +1,8 @@
 package restore
 
 import (
-	"cmp"
 	"context"
 	"fmt"
-	"slices"
-	"sort"
 	"time"
 
 	"github.com/superfly/ltx"
@@ -20,7 +17,9 @@ type DatabaseInfo struct {
 	Time time.Time // time of the latest sync
 	Size int64     // database size in bytes at that TXID
 
-	// The restorable window: every TXID from Earliest to TXID restores.
+	// The restorable window: restores continue from EarliestTXID, the
+	// oldest file starting at TXID 1 that they continue from (see
+	// Window.Earliest), to TXID.
 	EarliestTXID ltx.TXID
 	EarliestTime time.Time
 
@@ -96,7 +95,7 @@ func Describe(ctx context.Context, c storage.Client) (*DatabaseInfo, error) {
 	}
 	info.TXID, info.Time = last.MaxTXID, time.UnixMilli(hdr.Timestamp).UTC()
 	info.Size = int64(hdr.Commit) * int64(hdr.PageSize)
-	if first := Earliest(all); first != nil {
+	if first := NewChain(all).Window().Earliest; first != nil {
 		h, err := storage.ReadHeader(ctx, c, first)
 		if err != nil {
 			return nil, err
@@ -106,25 +105,7 @@ func Describe(ctx context.Context, c storage.Client) (*DatabaseInfo, error) {
 	return info, nil
 }
 
-// Earliest returns the oldest file starting at TXID 1 (a snapshot, or the
-// first file of a level) from which a restore reaches the latest state:
-// the start of the restorable window. Nil when none does. Starting later
-// only makes more files usable, so the starting points that work are the
-// newest ones and a binary search finds the oldest.
-func Earliest(all []*storage.FileInfo) *storage.FileInfo {
-	var bases []*storage.FileInfo
-	for _, fi := range all {
-		if fi.MinTXID == 1 {
-			bases = append(bases, fi)
-		}
-	}
-	slices.SortFunc(bases, func(a, b *storage.FileInfo) int { return cmp.Compare(a.MaxTXID, b.MaxTXID) })
-	i := sort.Search(len(bases), func(i int) bool {
-		_, err := planFrom(all, bases[i], 0)
-		return err == nil
-	})
-	if i == len(bases) {
-		return nil
-	}
-	return bases[i]
-}
+// Earliest returns NewChain(all).Window().Earliest.
+//
+// Deprecated: use Chain.Window.
+func Earliest(all []*storage.FileInfo) *storage.FileInfo { return NewChain(all).Window().Earliest }
