@@ -1,0 +1,195 @@
+package engine
+
+import (
+	"os"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/walsync/walsync/discover"
+	"github.com/walsync/walsync/fswatch"
+)
+
+// watchDir adds an inotify watch; at the kernel's limit, sweeps cover it.
+func (eng *Engine) watchDir(dir string) {
+	if eng.watcher == nil {
+		return
+	}
+	if err := eng.watcher.Add(dir); err != nil {
+		if eng.watchErr == nil {
+			eng.log.Warn("cannot watch every directory; the rest are found by stat sweeps (slower to notice changes)",
+				"every", eng.opts.SweepInterval, "watched", eng.watcher.Len(), "error", err)
+		}
+		eng.watchErr = err
+	}
+}
+
+// rescan looks for databases in every source: at start, after lost events,
+// and on a slow schedule in case the file system gives no events.
+func (eng *Engine) rescan() {
+	every := 10 * eng.opts.SweepInterval
+	if eng.watcher == nil || eng.watchErr != nil {
+		every = eng.opts.SweepInterval
+	}
+	eng.rescanAt = time.Now().Add(every)
+	for i := range eng.opts.Sources {
+		eng.scanSource(&eng.opts.Sources[i], eng.opts.Sources[i].Dir)
+	}
+}
+
+func (eng *Engine) scanSource(src *Source, dir string) {
+	sub := src.Source
+	sub.Dir = dir
+	known := func(p string) bool { _, ok := eng.byPath[p]; return ok }
+	dbs, dirs, skipped, err := sub.Scan(known)
+	if err != nil {
+		eng.log.Error("cannot scan directory for databases; will retry", "dir", dir, "error", err)
+		return
+	}
+	for _, err := range skipped {
+		eng.log.Warn("skipped unreadable path", "error", err)
+	}
+	for _, d := range dirs {
+		eng.watchDir(d)
+	}
+	for _, p := range dbs {
+		if _, ok := eng.byPath[p]; ok {
+			continue
+		}
+		eng.discovered(src, p)
+	}
+}
+
+func (eng *Engine) discovered(src *Source, p string) {
+	name, ok := src.Match(p)
+	if !ok {
+		return
+	}
+	if e := eng.add(Database{Path: p, Client: src.Client.Sub(name)}, src); e.refused == "" {
+		eng.log.Info("replicating", "db", p, "replica", e.Client.String())
+	}
+}
+
+// drainEvents takes in what the watcher has queued, without blocking, and
+// reports whether any of it changed what there is to do.
+func (eng *Engine) drainEvents() bool {
+	changed := false
+	if eng.overflow.Swap(false) {
+		changed = eng.handleEvent(fswatch.Event{Op: fswatch.Overflow})
+	}
+	for {
+		select {
+		case ev := <-eng.events:
+			if eng.handleEvent(ev) {
+				changed = true
+			}
+		default:
+			return changed
+		}
+	}
+}
+
+// handleEvent reports whether the event changed what there is to do.
+// Writes to hot databases are left to polling: they come with every
+// transaction, and the sync interval bounds the lag anyway.
+func (eng *Engine) handleEvent(ev fswatch.Event) bool {
+	now := time.Now()
+	switch ev.Op {
+	case fswatch.Overflow:
+		eng.log.Warn("file events were lost; checking every database")
+		for _, e := range eng.entries {
+			if e.cold != nil && !e.busy && e.cold.Changed(e.Path) {
+				eng.markDirty(e, now)
+			}
+		}
+		eng.rescan()
+		return true
+	case fswatch.DirGone:
+		return false
+	}
+	p := filepath.Join(ev.Dir, ev.Name)
+	dbPath := strings.TrimSuffix(p, "-wal")
+	if e, ok := eng.byPath[dbPath]; ok {
+		switch {
+		case p == dbPath && (ev.Op == fswatch.Create || ev.Op == fswatch.Remove):
+			eng.fileMoved(e, now)
+			return true
+		case e.db != nil && !e.busy:
+			return false // polled
+		case ev.Op == fswatch.Touch && (e.busy || e.cold == nil || !e.cold.Changed(e.Path)):
+			// SQLite closing a WAL it opened read-write, walsync's own
+			// connections included: no data was written.
+			return false
+		}
+		eng.markDirty(e, now)
+		return true
+	}
+	if p != dbPath || ev.Op == fswatch.Remove {
+		return false
+	}
+	for i := range eng.opts.Sources {
+		src := &eng.opts.Sources[i]
+		if !src.WatchesDir(ev.Dir) {
+			continue
+		}
+		if ev.IsDir {
+			if ev.Op == fswatch.Create && src.Recursive {
+				n := len(eng.entries)
+				eng.scanSource(src, p)
+				return len(eng.entries) != n
+			}
+			continue
+		}
+		// The path is no database of ours, so opening it cannot drop locks.
+		if _, ok := src.Match(p); ok && discover.IsSQLite(p) {
+			eng.discovered(src, p)
+			return true
+		}
+	}
+	return false
+}
+
+// fileMoved handles a database path created, deleted or renamed over.
+func (eng *Engine) fileMoved(e *entry, now time.Time) {
+	fi, err := os.Stat(e.Path)
+	if err != nil {
+		if e.source != nil {
+			eng.log.Info("database removed or renamed; releasing it (its replica stays)", "db", e.Path)
+			e.removed = true
+			return
+		}
+		eng.log.Warn("database file is gone; will keep trying", "db", e.Path)
+		eng.markDirty(e, now)
+		return
+	}
+	if e.removed {
+		e.removed = false // back before it was forgotten
+		eng.log.Info("database is back", "db", e.Path)
+	}
+	if ino := fi.Sys().(*syscall.Stat_t).Ino; ino != e.ino {
+		if e.ino != 0 {
+			eng.log.Warn("database file was replaced by another file (new inode); replicating it as a new state of the same database with a full snapshot", "db", e.Path)
+		}
+		e.ino = ino
+	}
+	eng.markDirty(e, now)
+}
+
+// sweep stats a share of the cold databases each poll, so that every one is
+// looked at once per SweepInterval, and rescans sources when due.
+func (eng *Engine) sweep(now time.Time) {
+	if n := len(eng.entries); n > 0 {
+		per := int(int64(n)*int64(eng.opts.PollInterval)/int64(eng.opts.SweepInterval)) + 1
+		for i := 0; i < per && i < n; i++ {
+			eng.sweepPos = (eng.sweepPos + 1) % n
+			e := eng.entries[eng.sweepPos]
+			if e.cold != nil && !e.busy && !e.dirty && e.cold.Changed(e.Path) {
+				eng.markDirty(e, now)
+			}
+		}
+	}
+	if len(eng.opts.Sources) > 0 && now.After(eng.rescanAt) {
+		eng.rescan()
+	}
+}

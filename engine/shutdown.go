@@ -1,0 +1,97 @@
+package engine
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"sync"
+	"time"
+)
+
+// finalSync ships what is left when stopping: every open database, and
+// every released one that changed (looked at once more, in case an event
+// is still in flight), with Workers at a time, then closes them.
+func (eng *Engine) finalSync(ctx context.Context) error {
+	eng.drainEvents()
+	now := time.Now()
+	var todo []*entry
+	for _, e := range eng.entries {
+		if e.removed {
+			if e.db != nil {
+				todo = append(todo, e)
+			}
+			continue
+		}
+		if e.refused != "" {
+			continue // never a byte to another database's replica
+		}
+		if e.db != nil {
+			eng.poll(e, now)
+		} else if e.cold != nil && !e.dirty && e.cold.Changed(e.Path) {
+			e.dirty = true
+		}
+		if e.db != nil || e.dirty && e.cold != nil {
+			todo = append(todo, e)
+		}
+	}
+	var mu sync.Mutex
+	var errs []error
+	next := make(chan *entry)
+	var wg sync.WaitGroup
+	for i := 0; i < eng.opts.Workers; i++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for e := range next {
+				if err := eng.syncAndClose(ctx, e); err != nil {
+					mu.Lock()
+					errs = append(errs, err)
+					mu.Unlock()
+				}
+			}
+		}()
+	}
+	for _, e := range todo {
+		next <- e
+	}
+	close(next)
+	wg.Wait()
+	if eng.opts.StateFile != "" {
+		if err := eng.saveState(); err != nil {
+			eng.log.Warn("could not save state; the next start reads every replica", "error", err)
+		}
+	}
+	return errors.Join(errs...)
+}
+
+func (eng *Engine) syncAndClose(ctx context.Context, e *entry) error {
+	db := e.db
+	if db == nil {
+		var err error
+		if db, err = eng.open(ctx, e, e.cold); err != nil {
+			return fmt.Errorf("final sync of %s: %w", e.Path, err)
+		}
+	}
+	var errs []error
+	if (e.dirty || e.db == nil) && !e.removed {
+		if _, err := db.Sync(ctx); err != nil {
+			errs = append(errs, fmt.Errorf("final sync of %s: %w", e.Path, err))
+		}
+	}
+	// With a state file, release it the way idle databases are released,
+	// so the next start can resume from the state.
+	e.db, e.cold = nil, nil
+	if eng.opts.StateFile != "" && len(errs) == 0 && !e.removed {
+		if st, err := db.Cool(ctx, true); err == nil {
+			e.cold, e.dirty = st, false
+			return nil
+		}
+	}
+	if err := db.Close(ctx); err != nil {
+		errs = append(errs, fmt.Errorf("close %s: %w", e.Path, err))
+	}
+	if len(errs) > 0 {
+		e.failures++
+	}
+	return errors.Join(errs...)
+}
