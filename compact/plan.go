@@ -1,7 +1,6 @@
 package compact
 
 import (
-	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -13,6 +12,7 @@ import (
 
 	"github.com/superfly/ltx"
 
+	"github.com/walsync/walsync/restore"
 	"github.com/walsync/walsync/storage"
 )
 
@@ -70,13 +70,14 @@ type KeptSnapshot struct {
 	Reasons []string
 }
 
-// Window describes what a replica can restore.
+// Window describes what a replica can restore: restore.Window with the
+// sync times of its TXIDs.
 type Window struct {
-	// From is the oldest TXID of the restorable window: the latest state
-	// is reachable from it through incremental files (levels 0..8), and
-	// every TXID at which a file ends, from From to Latest, restores. So
-	// every time from FromTime on restores, to the newest sync at or before
-	// it that a file ends at: every sync where L0 files remain, each
+	// From is the oldest TXID of the restorable window: restores continue
+	// from it through incremental files (levels 0..8), and every TXID at
+	// which a file ends, from From to Latest, restores (restore.Window.From).
+	// So every time from FromTime on restores, to the newest sync at or
+	// before it that a file ends at: every sync where L0 files remain, each
 	// compaction's end before that. 0: the latest state cannot be restored
 	// (the replica is empty or has a gap).
 	From     ltx.TXID
@@ -148,8 +149,8 @@ type RetentionPlan struct {
 //     "Why retention never breaks a restore" in retention.go) no plan of a
 //     target at or after Protected uses them. A snapshot newer than
 //     Protected that the policy does not keep can be the start of such a
-//     plan: the plan recomputes reachability as restore.Plan does and
-//     keeps it (with the reason KeptNeeded) when any of those TXIDs would
+//     plan: the plan recomputes reachability with restore.Chain, the rule
+//     restore.Plan follows, and keeps it (with the reason KeptNeeded) when any of those TXIDs would
 //     become unreachable. What such a snapshot's deletion can take is only
 //     its own TXID, when no other file ends there: a time that resolved to
 //     it then resolves to the newest point before it.
@@ -296,7 +297,7 @@ func planRetention(ctx context.Context, c storage.Client, p Policy, now time.Tim
 	// after the deletion. By the argument in retention.go only the deletion
 	// of a snapshot newer than Protected can break one; keep the one each
 	// broken TXID's plan starts from.
-	before := reach(all)
+	before := restore.NewChain(all).Reachable()
 	for {
 		gone := map[*storage.FileInfo]bool{}
 		for i, r := range reasons {
@@ -408,35 +409,11 @@ func keptList(snaps []*storage.FileInfo, reasons [][]string, times []time.Time) 
 	return kept
 }
 
-// reach returns, sorted, the TXIDs a restore reaches exactly with files, by
-// restore.Plan's rules: a plan starts from any file beginning at TXID 1
-// and continues with files of levels 0..8 that begin at or before the
-// position after the current one and end past it. A TXID is reachable
-// exactly when such a chain ends at it (restore.Plan's greedy choice finds
-// one whenever one exists).
-func reach(files []*storage.FileInfo) []ltx.TXID {
-	sorted := slices.Clone(files)
-	slices.SortFunc(sorted, func(a, b *storage.FileInfo) int { return cmp.Compare(a.MaxTXID, b.MaxTXID) })
-	var r []ltx.TXID // ascending: every position below the current MaxTXID is known
-	for _, fi := range sorted {
-		ok := fi.MinTXID == 1
-		if !ok && fi.Level != storage.SnapshotLevel {
-			// A reachable p with MinTXID <= p+1 <= MaxTXID.
-			i := sort.Search(len(r), func(i int) bool { return r[i] >= fi.MinTXID-1 })
-			ok = i < len(r) && r[i] < fi.MaxTXID
-		}
-		if ok && (len(r) == 0 || r[len(r)-1] != fi.MaxTXID) {
-			r = append(r, fi.MaxTXID)
-		}
-	}
-	return r
-}
-
 // firstLost returns the first TXID at or after from that a file of
 // remaining ends at and that was reachable (in before, sorted) but is not
 // with remaining alone.
 func firstLost(before []ltx.TXID, remaining []*storage.FileInfo, from ltx.TXID) (ltx.TXID, bool) {
-	after := reach(remaining)
+	after := restore.NewChain(remaining).Reachable()
 	ends := make([]ltx.TXID, 0, len(remaining))
 	for _, fi := range remaining {
 		if fi.MaxTXID >= from {
@@ -455,50 +432,10 @@ func firstLost(before []ltx.TXID, remaining []*storage.FileInfo, from ltx.TXID) 
 	return 0, false
 }
 
-// window computes the restorable window's TXIDs over files (see Window).
-func window(files []*storage.FileInfo) (from, every, latest ltx.TXID) {
-	for _, fi := range files {
-		latest = max(latest, fi.MaxTXID)
-	}
-	r := reach(files)
-	if latest == 0 || len(r) == 0 || r[len(r)-1] != latest {
-		return 0, 0, latest
-	}
-	// g: the lowest position from which incremental files lead to the
-	// latest state. The positions that do form one range [g, latest]:
-	// every file used ends inside it or at latest.
-	sorted := slices.Clone(files)
-	slices.SortFunc(sorted, func(a, b *storage.FileInfo) int { return cmp.Compare(b.MaxTXID, a.MaxTXID) })
-	g := latest
-	for _, fi := range sorted {
-		if fi.Level != storage.SnapshotLevel && fi.MaxTXID >= g {
-			g = min(g, fi.MinTXID-1)
-		}
-	}
-	// From: walk the file ends down from latest while they are reachable
-	// and connected.
-	from = latest
-	for _, fi := range sorted {
-		if fi.MaxTXID >= from {
-			continue
-		}
-		if _, ok := slices.BinarySearch(r, fi.MaxTXID); !ok || fi.MaxTXID < g {
-			break
-		}
-		from = fi.MaxTXID
-	}
-	// Every: the run of consecutive reachable TXIDs ending at latest.
-	i := len(r) - 1
-	for i > 0 && r[i-1] == r[i]-1 {
-		i--
-	}
-	return from, max(r[i], from), latest
-}
-
 // describeWindow computes files' window and reads its times.
 func describeWindow(ctx context.Context, c storage.Client, files []*storage.FileInfo) (Window, error) {
-	var w Window
-	w.From, w.EveryTXIDFrom, w.Latest = window(files)
+	rw := restore.NewChain(files).Window()
+	w := Window{From: rw.From, EveryTXIDFrom: rw.EveryFrom, Latest: rw.Latest}
 	end := map[ltx.TXID]*storage.FileInfo{}
 	for _, fi := range files {
 		if prev := end[fi.MaxTXID]; prev == nil || fi.Level < prev.Level {

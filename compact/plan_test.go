@@ -87,3 +87,24 @@ func TestPlanRetentionEdges(t *testing.T) {
 		t.Fatalf("%d files left, the plan said %d", got, plan.FilesAfter)
 	}
 }
+
+// TestWindowSnapshotAhead: a snapshot newer than every incremental file (a
+// snapshot taken before the sync that ships it) does not cut the window:
+// every TXID 1..10 still restores through L0, as verify and list say too.
+// The window used to start at that snapshot, and call the older one
+// isolated.
+func TestWindowSnapshotAhead(t *testing.T) {
+	c := file.New(t.TempDir())
+	for i := 1; i <= 10; i++ {
+		put(t, c, 0, ltx.TXID(i), ltx.TXID(i), 2)
+	}
+	put(t, c, storage.SnapshotLevel, 1, 3, 2)
+	put(t, c, storage.SnapshotLevel, 1, 12, 2)
+	plan, err := compact.PlanRetention(context.Background(), c, compact.Policy{SnapshotRetention: 1000 * time.Hour}, syncAt(12))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if w := plan.After; len(plan.Delete) != 0 || w.From != 1 || w.EveryTXIDFrom != 12 || w.Latest != 12 || len(plan.Isolated) != 0 || !w.FromTime.Equal(syncAt(1)) {
+		t.Fatalf("deletes %s, window %+v, %d isolated; want nothing deleted, from 1, every TXID from 12, none isolated", names(plan.Delete), w, len(plan.Isolated))
+	}
+}

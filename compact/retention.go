@@ -41,8 +41,8 @@ import (
 //     start) and f = s. Snapshots older than S that a tier keeps stay, each
 //     a restore point on its own (a snapshot alone is a plan). A snapshot
 //     newer than S that no tier keeps may have been the base of a later
-//     TXID's plan: the plan recomputes which TXIDs are reachable (as
-//     restore.Plan's rules decide) and keeps such a snapshot when a TXID at
+//     TXID's plan: the plan recomputes which TXIDs are reachable (with
+//     restore.Chain, restore.Plan's own rule) and keeps such a snapshot when a TXID at
 //     or after s, at which a remaining file ends, would otherwise become
 //     unreachable. Deleting it can then only take its own TXID, when no
 //     other file ends there.
