@@ -130,7 +130,8 @@ type Report struct {
 	LatestTXID ltx.TXID    `json:"latest_txid"`
 	// WindowFrom is the first TXID of the restorable window: the oldest
 	// snapshot (or early file starting at TXID 1) from which restores
-	// continue to the latest state; 0 when the latest state is unreachable.
+	// continue to the latest state, through levels 0..8 as far as they go
+	// (restore.Window.Earliest); 0 when the latest state is unreachable.
 	WindowFrom ltx.TXID `json:"window_from,omitempty"`
 	// Isolated are the snapshots older than WindowFrom: each restores on
 	// its own, to its TXID, but no restore continues from it (GFS retention
@@ -384,18 +385,11 @@ func checkPageSizes(files []*storage.FileInfo, w *restoreWindow, pageSizes map[f
 			limit = bases[i+1].MaxTXID
 		}
 		ps := pageSizes[key(b)]
-		for cur := b.MaxTXID; cur < limit; {
-			var next *storage.FileInfo
-			for _, fi := range w.lower {
-				if fi.MinTXID > cur+1 {
-					break
-				}
-				if fi.MaxTXID > cur && (next == nil || fi.MaxTXID > next.MaxTXID) {
-					next = fi
-				}
-			}
-			if next == nil {
-				break
+		steps, _, _ := w.chain.Extend(b.MaxTXID)
+		cur := b.MaxTXID
+		for _, next := range steps {
+			if cur >= limit {
+				break // plans to later targets start from the next base
 			}
 			if fps := pageSizes[key(next)]; fps != 0 && fps != ps && next.MinTXID < limit {
 				rep.add(next.String(), KindPageSize, "the database's page size changes here from %d to %d, and no snapshot starts the chain again: restores from %s to TXIDs %s and later fail until a snapshot at or after TXID %s is taken (walsync snapshot)",
@@ -464,36 +458,14 @@ func byTXIDs(a, b *storage.FileInfo) int {
 	return cmp.Compare(a.MaxTXID, b.MaxTXID)
 }
 
-// reach returns how far files (of levels 0..8, sorted by MinTXID) continue
-// contiguously from TXID from, as a restore plan would follow them (a file
-// continues the range when MinTXID <= cur+1 < MaxTXID+1), and the first file
-// left beyond the gap where they stop (nil: none).
-func reach(lower []*storage.FileInfo, from ltx.TXID) (ltx.TXID, *storage.FileInfo) {
-	cur, best, i := from, from, 0
-	for {
-		for i < len(lower) && lower[i].MinTXID <= cur+1 {
-			best = max(best, lower[i].MaxTXID)
-			i++
-		}
-		if best <= cur {
-			break
-		}
-		cur = best
-	}
-	if i < len(lower) { // lower[i].MinTXID > cur+1: the first file beyond the gap
-		return cur, lower[i]
-	}
-	return cur, nil
-}
-
 // restoreWindow is what the listing says restores can reach.
 type restoreWindow struct {
-	lower    []*storage.FileInfo // levels 0..8, sorted by TXIDs
-	lowerMax ltx.TXID            // the highest TXID levels 0..8 hold
-	base     *storage.FileInfo   // where the latest plan starts: the furthest file starting at TXID 1
+	chain *restore.Chain
+	base  *storage.FileInfo // where the latest plan starts: the furthest file starting at TXID 1
+	head  ltx.TXID          // where restores continue to (restore.Window.Head)
 	// from is the restorable window's first TXID: the oldest file starting
-	// at TXID 1 (a snapshot, or an early L0..L8 file) that levels 0..8
-	// continue to lowerMax; 0: none does.
+	// at TXID 1 (a snapshot, or an early L0..L8 file) from which restores
+	// continue to head (restore.Window.Earliest); 0: none does.
 	from ltx.TXID
 	// isolated are the snapshots older than from: each restores on its own,
 	// to its TXID, but restores do not continue from it.
@@ -501,27 +473,14 @@ type restoreWindow struct {
 }
 
 func window(files []*storage.FileInfo) *restoreWindow {
-	w := &restoreWindow{}
-	var bases []*storage.FileInfo
+	c := restore.NewChain(files)
+	rw := c.Window()
+	w := &restoreWindow{chain: c, base: c.Base(0), head: rw.Head}
+	if rw.Earliest != nil {
+		w.from = rw.Earliest.MaxTXID
+	}
 	for _, fi := range files {
-		if fi.MinTXID == 1 {
-			bases = append(bases, fi)
-			if w.base == nil || fi.MaxTXID > w.base.MaxTXID || (fi.MaxTXID == w.base.MaxTXID && fi.Level > w.base.Level) {
-				w.base = fi
-			}
-		}
-		if fi.Level != storage.SnapshotLevel {
-			w.lower = append(w.lower, fi)
-			w.lowerMax = max(w.lowerMax, fi.MaxTXID)
-		}
-	}
-	slices.SortFunc(w.lower, byTXIDs)
-	// The window's start is the restore planner's own.
-	if first := restore.Earliest(files); first != nil {
-		w.from = first.MaxTXID
-	}
-	for _, fi := range bases {
-		if fi.Level == storage.SnapshotLevel && (w.from == 0 || fi.MaxTXID < w.from) {
+		if fi.Level == storage.SnapshotLevel && fi.MinTXID == 1 && (w.from == 0 || fi.MaxTXID < w.from) {
 			w.isolated = append(w.isolated, fi)
 		}
 	}
@@ -537,13 +496,15 @@ func checkLatest(ctx context.Context, c storage.Client, w *restoreWindow, rep *R
 	case ctx.Err() != nil:
 		return false, ctx.Err()
 	case err != nil:
+		// The first file past where the latest plan stops; with no file
+		// starting at TXID 1, the oldest file.
 		obj := rep.Replica
+		var from ltx.TXID
 		if w.base != nil {
-			if _, beyond := reach(w.lower, w.base.MaxTXID); beyond != nil {
-				obj = beyond.String()
-			}
-		} else if len(w.lower) > 0 {
-			obj = w.lower[0].String() // the oldest file, with no snapshot to start from
+			from = w.base.MaxTXID
+		}
+		if _, _, beyond := w.chain.Extend(from); beyond != nil {
+			obj = beyond.String()
 		}
 		rep.add(obj, KindUnreachable, "the latest TXID %s cannot be restored: %v", rep.LatestTXID, err)
 		return false, nil
@@ -555,14 +516,14 @@ func checkLatest(ctx context.Context, c storage.Client, w *restoreWindow, rep *R
 }
 
 // checkSnapshots reports every snapshot that restores do not continue from
-// to the highest TXID of levels 0..8 (Options.StrictSnapshots).
+// to the head, the highest TXID of levels 0..8 (Options.StrictSnapshots).
 func checkSnapshots(w *restoreWindow, latestOK bool, rep *Report) {
 	var stop ltx.TXID // where the latest plan's chain stops when it fails
 	if !latestOK && w.base != nil {
-		stop, _ = reach(w.lower, w.base.MaxTXID)
+		_, stop, _ = w.chain.Extend(w.base.MaxTXID)
 	}
 	for _, s := range w.isolated {
-		got, beyond := reach(w.lower, s.MaxTXID)
+		_, got, beyond := w.chain.Extend(s.MaxTXID)
 		if !latestOK && got == stop {
 			continue // the same gap as the latest plan's, reported already
 		}
@@ -570,8 +531,8 @@ func checkSnapshots(w *restoreWindow, latestOK bool, rep *Report) {
 		if beyond != nil {
 			next = fmt.Sprintf("the next file, %s, starts at TXID %s", beyond, beyond.MinTXID)
 		}
-		rep.add(s.String(), KindUnreachable, "restores from this snapshot stop at TXID %s, short of TXID %s that levels 0-8 reach: %s",
-			got, w.lowerMax, next)
+		rep.add(s.String(), KindUnreachable, "restores from this snapshot stop at TXID %s, short of TXID %s that restores continue to: %s",
+			got, w.head, next)
 	}
 }
 

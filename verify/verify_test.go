@@ -675,6 +675,20 @@ func TestVerifyWindow(t *testing.T) {
 	if len(rep.Problems) != 2 || !strings.Contains(p.Message, "stop at TXID 000000000000000a") {
 		t.Fatalf("want the two older snapshots:\n%s", problems(rep))
 	}
+
+	// Only snapshots: restores continue from none but the newest, as
+	// compact's window says (the window used to start at the oldest).
+	c = synthetic(t, [3]int{9, 1, 5}, [3]int{9, 1, 10})
+	rep = run(t, c, verify.Options{})
+	mustOK(t, rep)
+	if rep.WindowFrom != 10 || fmt.Sprint(rep.Isolated) != fmt.Sprint([]string{name(9, 1, 5)}) {
+		t.Fatalf("only snapshots: window from %s, isolated %v; want 10, the snapshot 5", rep.WindowFrom, rep.Isolated)
+	}
+	rep = run(t, c, verify.Options{StrictSnapshots: true})
+	p = has(t, rep, verify.KindUnreachable, name(9, 1, 5))
+	if len(rep.Problems) != 1 || !strings.Contains(p.Message, "stop at TXID 0000000000000005, short of TXID 000000000000000a") {
+		t.Fatalf("want the older snapshot:\n%s", problems(rep))
+	}
 }
 
 // TestVerifyPageSizeChange: a chain that crosses a page-size change with no
