@@ -4,9 +4,11 @@ import (
 	"context"
 	"database/sql"
 	"fmt"
+	"io"
 	"os"
 	"path/filepath"
 	"strings"
+	"sync/atomic"
 	"testing"
 
 	_ "github.com/mattn/go-sqlite3"
@@ -174,4 +176,58 @@ func TestSnapshotAfterTruncatedWAL(t *testing.T) {
 	if res.TXID != st.TXID || dump(t, got) != dump(t, path) {
 		t.Fatalf("restore after the next write (TXID %s, want %s) differs from the database", res.TXID, st.TXID)
 	}
+}
+
+// TestSnapshotAfterResyncWritesOnce: when the WAL was checkpointed away while
+// walsync was not running, Snapshot's sync resyncs with a full image and a
+// snapshot of that state; Snapshot does not encode and upload a second one.
+func TestSnapshotAfterResyncWritesOnce(t *testing.T) {
+	ctx := context.Background()
+	dir := t.TempDir()
+	path := filepath.Join(dir, "app.db")
+	app := openApp(t, path, "CREATE TABLE t (id INTEGER PRIMARY KEY, v TEXT, b BLOB)")
+	client := &levelCounter{Client: file.New(filepath.Join(dir, "replica"))}
+	db, err := capture.Open(ctx, capture.Options{Path: path, Client: client})
+	if err != nil {
+		t.Fatal(err)
+	}
+	mustExec(t, app, "INSERT INTO t (v) VALUES ('a')")
+	if _, err := db.Sync(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if err := db.Close(ctx); err != nil {
+		t.Fatal(err)
+	}
+	mustExec(t, app, "INSERT INTO t (v) VALUES ('b')")
+	mustExec(t, app, "PRAGMA wal_checkpoint(TRUNCATE)")
+
+	db, err = capture.Open(ctx, capture.Options{Path: path, Client: client})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close(ctx)
+	st, err := db.Snapshot(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if n := client.snapshots.Load(); n != 1 {
+		t.Fatalf("%d snapshots uploaded for one Snapshot call, want 1", n)
+	}
+	got, res := restoreTo(t, client, restore.Target{})
+	if res.TXID != st.TXID || dump(t, got) != dump(t, path) {
+		t.Fatalf("restore (TXID %s, want %s) differs from the database", res.TXID, st.TXID)
+	}
+}
+
+// levelCounter counts uploaded snapshots.
+type levelCounter struct {
+	storage.Client
+	snapshots atomic.Int64
+}
+
+func (c *levelCounter) WriteLTXFile(ctx context.Context, level int, min, max ltx.TXID, r io.Reader) (*storage.FileInfo, error) {
+	if level == storage.SnapshotLevel {
+		c.snapshots.Add(1)
+	}
+	return c.Client.WriteLTXFile(ctx, level, min, max, r)
 }

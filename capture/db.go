@@ -102,6 +102,8 @@ type DB struct {
 	pending *pendingFile // captured but not yet uploaded
 	resync  string       // non-empty: the next sync is a snapshot, for this reason
 	recheck bool         // confirm the replica's end before the next upload
+	// snapshotTXID is the TXID of the last snapshot this DB uploaded.
+	snapshotTXID ltx.TXID
 
 	framesSinceCkpt int64
 }

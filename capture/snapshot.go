@@ -225,6 +225,10 @@ func (db *DB) Snapshot(ctx context.Context) (Stats, error) {
 	if db.pin == nil {
 		return Stats{}, errors.New("database is closed")
 	}
+	if db.snapshotTXID == db.txid && db.pending == nil {
+		// The sync resynced: its snapshot is of the current state.
+		return Stats{TXID: db.txid, Uploaded: true, Snapshot: true}, nil
+	}
 	if err := db.openWAL(); err != nil {
 		return Stats{}, err
 	}

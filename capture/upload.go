@@ -37,6 +37,9 @@ func (db *DB) uploadPending(ctx context.Context) error {
 	}
 	p.f.Close()
 	db.pending = nil
+	if p.level == storage.SnapshotLevel {
+		db.snapshotTXID = p.maxTX
+	}
 	return nil
 }
 
@@ -62,7 +65,7 @@ func (db *DB) replicaMoved(ctx context.Context, p *pendingFile) (bool, error) {
 		"expected_txid", want, "replica_txid", txid, "replica", db.opts.Client.String())
 	p.f.Close()
 	db.pending = nil
-	db.txid, db.txidTS = txid, 0
+	db.txid, db.txidTS, db.snapshotTXID = txid, 0, 0
 	if hdr != nil {
 		db.txidTS = hdr.Timestamp
 	}
