@@ -1,18 +1,25 @@
 package main
 
+// Process statistics: /proc samples of a replicator, their summary, and
+// its rusage once it has exited.
+
 import (
 	"bufio"
 	"fmt"
+	"math"
 	"os"
 	"sort"
 	"strconv"
 	"strings"
+	"sync"
+	"syscall"
 	"time"
 )
 
 // clkTck is USER_HZ, 100 on every Linux platform Go supports.
 const clkTck = 100
 
+// procSample is one reading of /proc/PID.
 type procSample struct {
 	at      time.Duration // since the replicator started
 	rssKB   int64
@@ -22,6 +29,7 @@ type procSample struct {
 	cpu     float64 // utime+stime, seconds
 }
 
+// sampleProc reads the memory, threads, fds and CPU time of pid.
 func sampleProc(pid int) (procSample, error) {
 	var s procSample
 	f, err := os.Open(fmt.Sprintf("/proc/%d/status", pid))
@@ -63,6 +71,7 @@ func sampleProc(pid int) (procSample, error) {
 	return s, nil
 }
 
+// resourceSummary is the peak and the steady (median) use of a run.
 type resourceSummary struct {
 	samples                    int
 	rssPeakKB, rssSteadyKB     int64
@@ -81,6 +90,8 @@ func medianInt64(v []int64) int64 {
 	return c[len(c)/2]
 }
 
+// summarize takes the peaks over all samples and the steady values over
+// the second half.
 func summarize(ss []procSample) resourceSummary {
 	var r resourceSummary
 	r.samples = len(ss)
@@ -106,4 +117,83 @@ func summarize(ss []procSample) resourceSummary {
 	r.cpuRun = last.cpu
 	r.runWall = last.at
 	return r
+}
+
+// sampler reads /proc/PID every second until stop; each, if set, runs
+// after every reading.
+type sampler struct {
+	mu      sync.Mutex
+	samples []procSample
+	stopc   chan struct{}
+	done    chan struct{}
+}
+
+// startSampler starts sampling pid; sample times count from since.
+func startSampler(pid int, since time.Time, each func()) *sampler {
+	s := &sampler{stopc: make(chan struct{}), done: make(chan struct{})}
+	go func() {
+		defer close(s.done)
+		tk := time.NewTicker(time.Second)
+		defer tk.Stop()
+		for {
+			if ps, err := sampleProc(pid); err == nil {
+				ps.at = time.Since(since)
+				s.mu.Lock()
+				s.samples = append(s.samples, ps)
+				s.mu.Unlock()
+			}
+			if each != nil {
+				each()
+			}
+			select {
+			case <-s.stopc:
+				return
+			case <-tk.C:
+			}
+		}
+	}()
+	return s
+}
+
+// stop ends the sampling and returns the samples.
+func (s *sampler) stop() []procSample {
+	close(s.stopc)
+	<-s.done
+	return s.samples
+}
+
+// cpuNow is the CPU time pid has used so far, in seconds.
+func cpuNow(pid int) float64 {
+	s, err := sampleProc(pid)
+	if err != nil {
+		return math.NaN()
+	}
+	return s.cpu
+}
+
+// fdLimit is the open-files limit of pid, "soft (hard N)".
+func fdLimit(pid int) string {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/limits", pid))
+	if err != nil {
+		return "?"
+	}
+	for _, line := range strings.Split(string(b), "\n") {
+		if strings.HasPrefix(line, "Max open files") {
+			f := strings.Fields(line)
+			if len(f) >= 5 {
+				return f[3] + " (hard " + f[4] + ")"
+			}
+		}
+	}
+	return "?"
+}
+
+// cpuTotal is the user and system CPU time of an exited process.
+func cpuTotal(st *os.ProcessState) float64 {
+	ru, ok := st.SysUsage().(*syscall.Rusage)
+	if !ok {
+		return 0
+	}
+	tv := func(t syscall.Timeval) float64 { return float64(t.Sec) + float64(t.Usec)/1e6 }
+	return tv(ru.Utime) + tv(ru.Stime)
 }

@@ -1,143 +1,145 @@
 package main
 
+// What every mode's report shares: the results file and its "latest"
+// copy, the side-by-side table with Litestream/walsync ratios, and the
+// figures the tables are made of.
+
 import (
 	"fmt"
 	"io"
 	"math"
+	"os"
+	"path/filepath"
 	"sort"
 	"strings"
 	"text/tabwriter"
 	"time"
 )
 
-type metric struct {
+// runReport is a mode's results.txt in a new run directory; what is
+// written to it is shown on stdout too.
+type runReport struct {
+	io.Writer
+	dir string
+	f   *os.File
+}
+
+// newRunReport creates <outDir>/<prefix><timestamp>/results.txt.
+func newRunReport(outDir, prefix string) *runReport {
+	dir := filepath.Join(outDir, prefix+time.Now().Format("20060102-150405"))
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		fatalf("creating the run directory: %v", err)
+	}
+	f, err := os.Create(filepath.Join(dir, "results.txt"))
+	if err != nil {
+		fatalf("creating the results file: %v", err)
+	}
+	return &runReport{Writer: io.MultiWriter(os.Stdout, f), dir: dir, f: f}
+}
+
+// sync flushes the results to disk, so that a long run shows its finished
+// cases.
+func (r *runReport) sync() { _ = r.f.Sync() }
+
+// finish closes the results and copies them to <outDir>/<latest>.
+func (r *runReport) finish(outDir, latest string) {
+	_ = r.f.Close()
+	res := filepath.Join(r.dir, "results.txt")
+	latest = filepath.Join(outDir, latest)
+	_ = os.Remove(latest)
+	if b, err := os.ReadFile(res); err == nil {
+		_ = os.WriteFile(latest, b, 0o644)
+	}
+	fmt.Fprintf(os.Stdout, "\nwrote %s and %s\n", res, latest)
+}
+
+// notRun is a table cell of a tool that was not run.
+const notRun = "(not run)"
+
+// failedState is the table state of a tool whose run either worked or
+// failed as a whole.
+func failedState[T interface {
+	comparable
+	base() *toolRun
+}](t T) string {
+	var none T
+	switch {
+	case t == none:
+		return notRun
+	case len(t.base().failures) > 0:
+		return "FAILED"
+	}
+	return ""
+}
+
+// row is one line of a side-by-side table.
+type row struct {
 	name  string
-	v     float64
-	text  string // shown instead of v when set
+	vals  [2]float64 // walsync, litestream
+	text  [2]string  // shown instead of vals[j] when set
 	prec  int
 	ratio bool // a litestream/walsync ratio makes sense
 }
 
-func pct(ds []time.Duration, p float64) float64 {
-	if len(ds) == 0 {
-		return math.NaN()
-	}
-	c := append([]time.Duration(nil), ds...)
-	sort.Slice(c, func(i, j int) bool { return c[i] < c[j] })
-	// nearest rank
-	k := int(math.Ceil(p/100*float64(len(c)))) - 1
-	k = min(max(k, 0), len(c)-1)
-	return float64(c[k].Microseconds()) / 1000
+// table builds a "metric | walsync | litestream | ratio" table from the
+// two tools' results. state tells what a tool's cells show instead of
+// figures ("" when it has figures): notRun for a tool that was not run,
+// "FAILED" and the like.
+type table[T any] struct {
+	tools [2]T
+	state func(T) string
+	rows  []row
 }
 
-func maxDur(ds []time.Duration) float64 {
-	var m time.Duration
-	for _, d := range ds {
-		m = max(m, d)
-	}
-	return float64(m.Microseconds()) / 1000
+func newTable[T any](tools map[string]T, state func(T) string) *table[T] {
+	return &table[T]{tools: [2]T{tools["walsync"], tools["litestream"]}, state: state}
 }
 
-func (r *runResult) metrics() []metric {
-	mib := func(kb int64) float64 { return float64(kb) / 1024 }
-	var m []metric
-	add := func(name string, v float64, prec int, ratio bool) {
-		m = append(m, metric{name: name, v: v, prec: prec, ratio: ratio})
-	}
-	addText := func(name, text string) { m = append(m, metric{name: name, text: text}) }
-	add("lag p50 (ms)", pct(r.lags, 50), 0, true)
-	add("lag p99 (ms)", pct(r.lags, 99), 0, true)
-	add("lag max (ms)", maxDur(r.lags), 0, true)
-	addText("lag samples (dbs probed)", fmt.Sprintf("%d (%d)", len(r.lags), r.probed))
-	add("sentinels never seen in L0", float64(r.unseen), 0, false)
-	add("commits (all dbs)", float64(r.commits), 0, false)
-	add("writer commit p99 (ms)", pct(r.commitLat, 99), 1, true)
-	add("writer commit max (ms)", maxDur(r.commitLat), 1, true)
-	add("RSS peak (MiB)", mib(r.res.rssPeakKB), 1, true)
-	add("RSS steady (MiB)", mib(r.res.rssSteadyKB), 1, true)
-	add("fds peak", float64(r.res.fdsPeak), 0, true)
-	add("fds steady", float64(r.res.fdsSteady), 0, true)
-	add("threads peak", float64(r.res.threadsPeak), 0, true)
-	add("threads steady", float64(r.res.threadsSteady), 0, true)
-	add("CPU s until SIGTERM", r.res.cpuRun, 2, true)
-	cpuPct := math.NaN()
-	if r.res.runWall > 0 {
-		cpuPct = 100 * r.res.cpuRun / r.res.runWall.Seconds()
-	}
-	add("CPU % of a core (avg)", cpuPct, 1, true)
-	add("CPU s total (rusage)", r.cpuTotal, 2, true)
-	add("S3 requests", float64(r.s3Total), 0, true)
-	perSec := math.NaN()
-	if r.res.runWall > 0 {
-		perSec = float64(r.s3Total) / (r.res.runWall + r.shutdown).Seconds()
-	}
-	add("S3 requests/s", perSec, 1, true)
-	for _, k := range []string{"PUT", "GET", "LIST", "HEAD", "DELETE", "DELETE(multi)", "PUT(part)", "POST"} {
-		if v, ok := r.s3Kinds[k]; ok || k == "PUT" || k == "GET" || k == "LIST" {
-			add("  "+k, float64(v), 0, true)
+// add adds a row of figures.
+func (tb *table[T]) add(name string, prec int, ratio bool, f func(T) float64) {
+	r := row{name: name, prec: prec, ratio: ratio}
+	for j, t := range tb.tools {
+		if s := tb.state(t); s != "" {
+			r.text[j], r.vals[j] = s, math.NaN()
+		} else {
+			r.vals[j] = f(t)
 		}
 	}
-	var errs int64
-	for _, v := range r.s3Errs {
-		errs += v
-	}
-	add("  S3 error responses", float64(errs), 0, false)
-	add("uploaded (MiB)", float64(r.s3InBytes)/(1<<20), 2, true)
-	add("objects in bucket at end", float64(r.objects), 0, true)
-	add("bucket size (MiB)", float64(r.objBytes)/(1<<20), 2, true)
-	add("shutdown after SIGTERM (s)", r.shutdown.Seconds(), 2, true)
-	add("log ERROR lines", float64(r.logErrors), 0, false)
-	add("log WARN lines", float64(r.logWarns), 0, false)
-	addText("restores verified (walsync restore)", fmt.Sprintf("%d/%d", r.restoreOK, r.restored))
-	add("restore time, mean (s)", r.restoreTime.Seconds(), 2, true)
-	return m
+	tb.rows = append(tb.rows, r)
 }
 
-func (m metric) String() string {
-	if m.text != "" {
-		return m.text
+// addText adds a row of text. With always, a tool that ran shows its text
+// even when it has no figures (a failed run still says how it started).
+func (tb *table[T]) addText(name string, always bool, f func(T) string) {
+	r := row{name: name}
+	for j, t := range tb.tools {
+		if s := tb.state(t); s != "" && (!always || s == notRun) {
+			r.text[j] = s
+		} else {
+			r.text[j] = f(t)
+		}
 	}
-	if math.IsNaN(m.v) {
-		return "-"
-	}
-	return fmt.Sprintf("%.*f", m.prec, m.v)
+	tb.rows = append(tb.rows, r)
 }
 
-func printTable(w io.Writer, n int, tools []string, results map[string]*runResult) {
-	fmt.Fprintf(w, "N = %d database(s)\n", n)
-	cols := map[string][]metric{}
-	var names []metric
-	for _, t := range tools {
-		r := results[t]
-		if r == nil {
-			continue
-		}
-		ms := r.metrics()
-		cols[t] = ms
-		if names == nil {
-			names = ms
-		}
-	}
+func (tb *table[T]) write(w io.Writer) {
 	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', tabwriter.Debug)
 	fmt.Fprintf(tw, "metric\twalsync\tlitestream\tratio (ls/ws)\t\n")
-	failed := func(t string) bool { r := results[t]; return r == nil || len(r.failures) > 0 }
-	for i, nm := range names {
+	for _, r := range tb.rows {
 		var cells [2]string
-		var vals [2]metric
-		for j, t := range []string{"walsync", "litestream"} {
+		for j := range 2 {
 			switch {
-			case results[t] == nil:
-				cells[j] = "(not run)"
-			case failed(t):
-				cells[j] = "FAILED"
+			case r.text[j] != "":
+				cells[j] = r.text[j]
+			case math.IsNaN(r.vals[j]):
+				cells[j] = "-"
 			default:
-				vals[j] = cols[t][i]
-				cells[j] = vals[j].String()
+				cells[j] = fmt.Sprintf("%.*f", r.prec, r.vals[j])
 			}
 		}
 		ratio := ""
-		if nm.ratio && !failed("walsync") && !failed("litestream") {
-			a, b := vals[0].v, vals[1].v
+		if r.ratio && r.text[0] == "" && r.text[1] == "" {
+			a, b := r.vals[0], r.vals[1]
 			switch {
 			case math.IsNaN(a) || math.IsNaN(b):
 			case a == 0 && b == 0:
@@ -148,31 +150,89 @@ func printTable(w io.Writer, n int, tools []string, results map[string]*runResul
 				ratio = fmt.Sprintf("%.2f", b/a)
 			}
 		}
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t\n", nm.name, cells[0], cells[1], ratio)
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t\n", r.name, cells[0], cells[1], ratio)
 	}
 	tw.Flush()
-	for _, t := range tools {
-		r := results[t]
-		if r == nil {
-			continue
-		}
-		if len(r.failures) > 0 {
-			fmt.Fprintf(w, "%s N=%d FAILED:\n", t, n)
-			for _, f := range r.failures {
-				fmt.Fprintf(w, "  - %s\n", indent(f))
-			}
-		}
-		if len(r.notes) > 0 {
-			fmt.Fprintf(w, "%s N=%d notes:\n", t, n)
-			for _, s := range r.notes {
-				fmt.Fprintf(w, "  - %s\n", indent(s))
-			}
-		}
-		if len(r.failures) == 0 {
-			fmt.Fprintf(w, "%s N=%d: S3 requests by kind %v; objects per level dir %v; exit %s\n", t, n, r.s3Kinds, r.perLevel, r.exitStatus)
-		}
-	}
-	fmt.Fprintln(w)
 }
 
+// s3Kinds are the request kinds the tables list, in order; the first
+// three always, the others when a tool made such a request.
+var s3Kinds = []string{"PUT", "GET", "LIST", "HEAD", "DELETE", "DELETE(multi)", "PUT(part)", "POST"}
+
+// addKinds adds a row per request kind that kinds(tool) holds for either tool.
+func addKinds[T any](tb *table[T], kinds func(T) map[string]int64) {
+	for i, k := range s3Kinds {
+		present := i < 3
+		for _, t := range tb.tools {
+			if tb.state(t) == "" {
+				_, ok := kinds(t)[k]
+				present = present || ok
+			}
+		}
+		if present {
+			tb.add("  "+k, 0, true, func(t T) float64 { return float64(kinds(t)[k]) })
+		}
+	}
+}
+
+// pct is the p-th percentile (nearest rank) of ds, in milliseconds.
+func pct(ds []time.Duration, p float64) float64 {
+	if len(ds) == 0 {
+		return math.NaN()
+	}
+	c := append([]time.Duration(nil), ds...)
+	sort.Slice(c, func(i, j int) bool { return c[i] < c[j] })
+	k := int(math.Ceil(p/100*float64(len(c)))) - 1
+	k = min(max(k, 0), len(c)-1)
+	return float64(c[k].Microseconds()) / 1000
+}
+
+// maxDur is the largest of ds, in milliseconds.
+func maxDur(ds []time.Duration) float64 {
+	var m time.Duration
+	for _, d := range ds {
+		m = max(m, d)
+	}
+	return float64(m.Microseconds()) / 1000
+}
+
+func sum[V int | int64](m map[int]V) V {
+	var n V
+	for _, v := range m {
+		n += v
+	}
+	return n
+}
+
+func mib[V int | int64](b V) float64 { return float64(b) / (1 << 20) }
+
+// indent indents the continuation lines of a list item.
 func indent(s string) string { return strings.ReplaceAll(strings.TrimRight(s, "\n"), "\n", "\n      ") }
+
+// printFailures lists a tool's failures under its table.
+func printFailures(w io.Writer, who string, failures []string) {
+	if len(failures) > 0 {
+		fmt.Fprintf(w, "%s FAILED:\n", who)
+		for _, f := range failures {
+			fmt.Fprintf(w, "  - %s\n", indent(f))
+		}
+	}
+}
+
+// printNotes prints a tool's notes and the lines of note in its log.
+func printNotes(w io.Writer, who string, t *toolRun) {
+	for _, s := range t.notes {
+		fmt.Fprintf(w, "%s note: %s\n", who, indent(s))
+	}
+	for _, s := range t.logLines {
+		fmt.Fprintf(w, "%s %s\n", who, indent(s))
+	}
+}
+
+// writeSamples writes the /proc samples of a raw file.
+func writeSamples(w io.Writer, samples []procSample) {
+	fmt.Fprintf(w, "# t_s rss_kb fds threads cpu_s\n")
+	for _, s := range samples {
+		fmt.Fprintf(w, "%.1f %d %d %d %.2f\n", s.at.Seconds(), s.rssKB, s.fds, s.threads, s.cpu)
+	}
+}

@@ -1,14 +1,22 @@
 package main
 
+// The S3 side of a run: a local versitygw with a bucket, an SDK client
+// that reads the replica directly, and a counting proxy the replicator
+// talks to.
+
 import (
 	"context"
+	"fmt"
 	"io"
 	"log"
+	"maps"
 	"net"
 	"net/http"
 	"net/http/httputil"
 	"net/url"
-	"sort"
+	"os"
+	"path"
+	"path/filepath"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -20,6 +28,79 @@ import (
 
 	"github.com/walsync/walsync/internal/s3server"
 )
+
+// s3Side is a versitygw in <work>/s3 with one bucket, a client for it and
+// a counting proxy in front of it.
+type s3Side struct {
+	srv    *s3server.Server
+	c      *s3.Client
+	bucket string
+	proxy  *countingProxy
+}
+
+// startS3Side starts the server, creates the bucket and starts the proxy;
+// on error it stops what it started.
+func startS3Side(ctx context.Context, c *config, work, bucket string) (*s3Side, error) {
+	srv, err := s3server.Start(s3server.Options{Bin: c.versitygw, Dir: filepath.Join(work, "s3")})
+	if err != nil {
+		return nil, fmt.Errorf("versitygw: %w", err)
+	}
+	s := &s3Side{srv: srv, c: newS3Client(srv), bucket: bucket}
+	if _, err = s.c.CreateBucket(ctx, &s3.CreateBucketInput{Bucket: aws.String(bucket)}); err != nil {
+		err = fmt.Errorf("create bucket: %w", err)
+	} else if s.proxy, err = startProxy(srv.Endpoint); err != nil {
+		err = fmt.Errorf("proxy: %w", err)
+	}
+	if err != nil {
+		_ = srv.Stop()
+		return nil, err
+	}
+	return s, nil
+}
+
+// close stops the proxy and the server and keeps the server's log in
+// outDir.
+func (s *s3Side) close(outDir string) error {
+	s.proxy.close()
+	err := s.srv.Stop()
+	if b, rerr := os.ReadFile(s.srv.LogFile); rerr == nil {
+		_ = os.WriteFile(filepath.Join(outDir, "versitygw.log"), b, 0o644)
+	}
+	return err
+}
+
+// loc is the replica of the database name (of every database when name
+// is "") as a replicator reaches it: through endpoint.
+func (s *s3Side) loc(endpoint, name string) replicaLoc {
+	return replicaLoc{bucket: s.bucket, endpoint: endpoint, path: name}
+}
+
+// waitReplicated waits until every database of dbs has at least one
+// object under its replica path, at least minWait and at most maxWait, or
+// until exited reports true.
+func (s *s3Side) waitReplicated(ctx context.Context, dbs []*database, minWait, maxWait time.Duration, exited func() bool) time.Duration {
+	start := time.Now()
+	ready := map[int]bool{}
+	for time.Since(start) < maxWait && !exited() {
+		all := true
+		for _, d := range dbs {
+			if ready[d.idx] {
+				continue
+			}
+			objs, _, _, err := bucketStats(ctx, s.c, s.bucket, d.name+"/")
+			if err == nil && objs > 0 {
+				ready[d.idx] = true
+			} else {
+				all = false
+			}
+		}
+		if all && time.Since(start) >= minWait {
+			break
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	return time.Since(start)
+}
 
 // newS3Client returns an SDK client for the server itself (not the proxy):
 // the lag probe and bucket creation are not counted as replicator requests.
@@ -43,35 +124,63 @@ func newS3Client(s *s3server.Server) *s3.Client {
 	})
 }
 
-func createBucket(ctx context.Context, c *s3.Client, name string) error {
-	_, err := c.CreateBucket(ctx, &s3.CreateBucketInput{Bucket: aws.String(name)})
-	return err
-}
-
-// bucketStats lists the whole bucket: object count and bytes per level
-// directory ("0000", "0001", ..., "0009").
-func bucketStats(ctx context.Context, c *s3.Client, bucket string) (objects int, bytes int64, perLevel map[string]int, err error) {
-	return bucketStatsPrefix(ctx, c, bucket, "")
-}
-
-func bucketStatsPrefix(ctx context.Context, c *s3.Client, bucket, prefix string) (objects int, bytes int64, perLevel map[string]int, err error) {
-	perLevel = map[string]int{}
-	p := s3.NewListObjectsV2Paginator(c, &s3.ListObjectsV2Input{Bucket: aws.String(bucket), Prefix: aws.String(prefix)})
+// eachObject calls f with every object under prefix after the key after.
+func eachObject(ctx context.Context, c *s3.Client, bucket, prefix, after string, f func(key string, size int64)) error {
+	in := &s3.ListObjectsV2Input{Bucket: aws.String(bucket), Prefix: aws.String(prefix)}
+	if after != "" {
+		in.StartAfter = aws.String(after)
+	}
+	p := s3.NewListObjectsV2Paginator(c, in)
 	for p.HasMorePages() {
 		out, err := p.NextPage(ctx)
 		if err != nil {
-			return 0, 0, nil, err
+			return fmt.Errorf("listing %s/%s: %w", bucket, prefix, err)
 		}
 		for _, o := range out.Contents {
-			objects++
-			bytes += aws.ToInt64(o.Size)
-			parts := strings.Split(aws.ToString(o.Key), "/")
-			if len(parts) >= 2 {
-				perLevel[parts[len(parts)-2]]++
-			}
+			f(aws.ToString(o.Key), aws.ToInt64(o.Size))
 		}
 	}
-	return objects, bytes, perLevel, nil
+	return nil
+}
+
+// levelStat counts the objects of one level directory.
+type levelStat struct {
+	objects int
+	bytes   int64
+}
+
+// bucketStats lists prefix: object count and bytes, in all and per level
+// directory ("0000", "0001", ..., "0009"; walsync and Litestream v0.5 both
+// keep a level's files in one).
+func bucketStats(ctx context.Context, c *s3.Client, bucket, prefix string) (objects int, bytes int64, levels map[string]levelStat, err error) {
+	levels = map[string]levelStat{}
+	err = eachObject(ctx, c, bucket, prefix, "", func(key string, size int64) {
+		objects++
+		bytes += size
+		l := levels[path.Base(path.Dir(key))]
+		l.objects++
+		l.bytes += size
+		levels[path.Base(path.Dir(key))] = l
+	})
+	return objects, bytes, levels, err
+}
+
+// levelCounts is the object count of each level directory.
+func levelCounts(levels map[string]levelStat) map[string]int {
+	m := map[string]int{}
+	for k, l := range levels {
+		m[k] = l.objects
+	}
+	return m
+}
+
+func getObject(ctx context.Context, c *s3.Client, bucket, key string) ([]byte, error) {
+	out, err := c.GetObject(ctx, &s3.GetObjectInput{Bucket: aws.String(bucket), Key: aws.String(key)})
+	if err != nil {
+		return nil, err
+	}
+	defer out.Body.Close()
+	return io.ReadAll(out.Body)
 }
 
 // countingProxy forwards everything to the S3 server and counts requests
@@ -178,42 +287,41 @@ func classify(r *http.Request) string {
 	return r.Method
 }
 
-func (p *countingProxy) snapshot() (total int64, kinds map[string]int64, errs map[int]int64) {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	kinds = map[string]int64{}
-	for k, v := range p.kinds {
-		kinds[k] = v
-	}
-	errs = map[int]int64{}
-	for k, v := range p.errs {
-		errs[k] = v
-	}
-	return p.total.Load(), kinds, errs
+// reqSnap is what the proxy counted up to a moment.
+type reqSnap struct {
+	total     int64
+	kinds     map[string]int64 // requests by kind
+	errs      map[int]int64    // error responses by status
+	inB, outB int64            // request and response body bytes
+	outByKind map[string]int64 // response body bytes by request kind
 }
 
-func sortedKeys[V any](m map[string]V) []string {
-	ks := make([]string, 0, len(m))
-	for k := range m {
-		ks = append(ks, k)
+// snapshot returns the counts so far; those of a nil proxy are zero.
+func (p *countingProxy) snapshot() reqSnap {
+	if p == nil {
+		return reqSnap{}
 	}
-	sort.Strings(ks)
-	return ks
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return reqSnap{
+		total: p.total.Load(), kinds: maps.Clone(p.kinds), errs: maps.Clone(p.errs),
+		inB: p.inB.Load(), outB: p.outB.Load(), outByKind: maps.Clone(p.outK),
+	}
+}
+
+// minus returns the requests counted since b: their number and kinds.
+func (a reqSnap) minus(b reqSnap) reqSnap {
+	d := reqSnap{total: a.total - b.total, kinds: map[string]int64{}}
+	for k, v := range a.kinds {
+		if v != b.kinds[k] {
+			d.kinds[k] = v - b.kinds[k]
+		}
+	}
+	return d
 }
 
 func (p *countingProxy) close() {
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
 	defer cancel()
 	_ = p.srv.Shutdown(ctx)
-}
-
-// outBytesByKind returns the response body bytes by request kind.
-func (p *countingProxy) outBytesByKind() map[string]int64 {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	m := map[string]int64{}
-	for k, v := range p.outK {
-		m[k] = v
-	}
-	return m
 }

@@ -1,5 +1,9 @@
 package main
 
+// The workload: WAL databases written at 1 commit/s each, every commit
+// with a sentinel value, and the probe that finds those values in the
+// replica's L0 files to time the replication lag.
+
 import (
 	"bytes"
 	"context"
@@ -15,8 +19,6 @@ import (
 	"sync"
 	"time"
 
-	"github.com/aws/aws-sdk-go-v2/aws"
-	"github.com/aws/aws-sdk-go-v2/service/s3"
 	_ "github.com/mattn/go-sqlite3"
 	"github.com/superfly/ltx"
 )
@@ -43,14 +45,49 @@ type database struct {
 	probeErrs []string
 }
 
+// sentinel is a value one commit wrote, to find in the replica.
 type sentinel struct {
 	value     string
 	committed time.Time // zero until the commit returned
 	seenAt    time.Time // list response that first showed an object containing it
 }
 
-func openDSN(path string) string {
-	return "file:" + path + "?_journal_mode=WAL&_synchronous=NORMAL&_busy_timeout=10000&_txlock=immediate"
+// eventsSchema is the table the writer appends to.
+const eventsSchema = `CREATE TABLE IF NOT EXISTS events(id INTEGER PRIMARY KEY, seq INTEGER NOT NULL, sentinel TEXT NOT NULL, at INTEGER NOT NULL, payload BLOB NOT NULL)`
+
+// openWriter opens the one connection an application holds on a WAL
+// database, creating the file if needed.
+func openWriter(path string) (*sql.DB, error) {
+	db, err := sql.Open("sqlite3", "file:"+path+"?_journal_mode=WAL&_synchronous=NORMAL&_busy_timeout=10000&_txlock=immediate")
+	if err != nil {
+		return nil, fmt.Errorf("opening %s: %w", path, err)
+	}
+	db.SetMaxOpenConns(1)
+	db.SetConnMaxIdleTime(0)
+	db.SetConnMaxLifetime(0)
+	var mode string
+	if err := db.QueryRow(`PRAGMA journal_mode`).Scan(&mode); err != nil || mode != "wal" {
+		db.Close()
+		return nil, fmt.Errorf("%s: journal_mode %q (%v)", path, mode, err)
+	}
+	return db, nil
+}
+
+// sampleIndexes returns max indexes of 0..n-1 spread evenly (all when n
+// is at most max).
+func sampleIndexes(n, max int) []int {
+	if n <= max {
+		idx := make([]int, n)
+		for i := range idx {
+			idx[i] = i
+		}
+		return idx
+	}
+	idx := make([]int, max)
+	for i := range idx {
+		idx[i] = i * n / max
+	}
+	return idx
 }
 
 // createDatabases makes n WAL databases dir/tI/app.db with the schema and
@@ -60,33 +97,35 @@ func createDatabases(dir string, n int, sample []int) ([]*database, error) {
 	for _, i := range sample {
 		sampled[i] = true
 	}
-	dbs := make([]*database, n)
+	dbs := make([]*database, 0, n)
 	for i := range n {
 		name := fmt.Sprintf("t%d", i+1)
 		p := filepath.Join(dir, name, "app.db")
 		if err := os.MkdirAll(filepath.Dir(p), 0o755); err != nil {
-			return nil, err
+			return dbs, err
 		}
-		db, err := sql.Open("sqlite3", openDSN(p))
+		db, err := openWriter(p)
 		if err != nil {
-			return nil, err
+			return dbs, err
 		}
-		db.SetMaxOpenConns(1)
-		db.SetConnMaxIdleTime(0)
-		db.SetConnMaxLifetime(0)
-		if _, err := db.Exec(`CREATE TABLE IF NOT EXISTS events(id INTEGER PRIMARY KEY, seq INTEGER NOT NULL, sentinel TEXT NOT NULL, at INTEGER NOT NULL, payload BLOB NOT NULL)`); err != nil {
-			return nil, fmt.Errorf("%s: %w", p, err)
+		dbs = append(dbs, &database{idx: i, name: name + "/app", path: p, db: db, sampled: sampled[i], pending: map[string]*sentinel{}})
+		if _, err := db.Exec(eventsSchema); err != nil {
+			return dbs, fmt.Errorf("%s: %w", p, err)
 		}
 		if _, err := db.Exec(`INSERT INTO events(seq, sentinel, at, payload) VALUES (0, 'init', ?, randomblob(1024))`, time.Now().UnixNano()); err != nil {
-			return nil, fmt.Errorf("%s: %w", p, err)
+			return dbs, fmt.Errorf("%s: %w", p, err)
 		}
-		var mode string
-		if err := db.QueryRow(`PRAGMA journal_mode`).Scan(&mode); err != nil || mode != "wal" {
-			return nil, fmt.Errorf("%s: journal_mode %q (%v)", p, mode, err)
-		}
-		dbs[i] = &database{idx: i, name: name + "/app", path: p, db: db, sampled: sampled[i], pending: map[string]*sentinel{}}
 	}
 	return dbs, nil
+}
+
+// closeDatabases closes the writer connections.
+func closeDatabases(dbs []*database) {
+	for _, d := range dbs {
+		if d != nil && d.db != nil {
+			d.db.Close()
+		}
+	}
 }
 
 // runWriter commits one transaction per second per database until ctx ends,
@@ -148,32 +187,6 @@ func runWriter(ctx context.Context, dbs []*database) {
 	wg.Wait()
 }
 
-// runProbe polls the L0 prefix of each sampled database every interval and
-// marks the sentinels found in new objects. It returns when ctx ends.
-func runProbe(ctx context.Context, c *s3.Client, bucket string, dbs []*database, interval time.Duration) {
-	var wg sync.WaitGroup
-	for _, d := range dbs {
-		if !d.sampled {
-			continue
-		}
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			t := time.NewTicker(interval)
-			defer t.Stop()
-			for {
-				probeOnce(ctx, c, bucket, d)
-				select {
-				case <-ctx.Done():
-					return
-				case <-t.C:
-				}
-			}
-		}()
-	}
-	wg.Wait()
-}
-
 func (d *database) probeErr(format string, a ...any) {
 	d.mu.Lock()
 	defer d.mu.Unlock()
@@ -182,42 +195,20 @@ func (d *database) probeErr(format string, a ...any) {
 	}
 }
 
-func probeOnce(ctx context.Context, c *s3.Client, bucket string, d *database) {
-	prefix := d.name + "/0000/"
-	in := &s3.ListObjectsV2Input{Bucket: aws.String(bucket), Prefix: aws.String(prefix)}
-	if d.lastKey != "" {
-		in.StartAfter = aws.String(d.lastKey)
-	}
-	var keys []string
-	var listedAt time.Time
-	for {
-		out, err := c.ListObjectsV2(ctx, in)
-		if err != nil {
-			if ctx.Err() == nil {
-				d.probeErr("list %s: %v", prefix, err)
-			}
-			return
+// probeL0 marks the writer sentinels found in new L0 files of d.
+func probeL0(ctx context.Context, v replicaView, d *database) {
+	keys, err := v.l0(ctx, d.name, d.lastKey)
+	listedAt := time.Now()
+	if err != nil {
+		if ctx.Err() == nil {
+			d.probeErr("list L0 of %s: %v", d.name, err)
 		}
-		if listedAt.IsZero() {
-			listedAt = time.Now()
-		}
-		for _, o := range out.Contents {
-			k := aws.ToString(o.Key)
-			if strings.HasSuffix(k, ".ltx") {
-				keys = append(keys, k)
-			}
-		}
-		if !aws.ToBool(out.IsTruncated) {
-			break
-		}
-		in.ContinuationToken = out.NextContinuationToken
+		return
 	}
 	for _, k := range keys {
-		data, err := getObject(ctx, c, bucket, k)
+		data, err := v.get(ctx, k)
 		if err != nil {
 			if ctx.Err() == nil {
-				// Litestream deletes L0 files after compaction + retention;
-				// a vanished object is not an error of the replicator.
 				d.probeErr("get %s: %v", k, err)
 			}
 			return
@@ -225,13 +216,14 @@ func probeOnce(ctx context.Context, c *s3.Client, bucket string, d *database) {
 		pages, err := decodeLTXPages(data)
 		if err != nil {
 			d.probeErr("decode %s: %v", k, err)
+			return // retried on the next pass
 		}
 		d.mu.Lock()
 		d.objects++
-		for v, s := range d.pending {
-			if bytes.Contains(pages, []byte(v)) {
+		for val, s := range d.pending {
+			if strings.Contains(string(pages), val) {
 				s.seenAt = listedAt
-				delete(d.pending, v)
+				delete(d.pending, val)
 			}
 		}
 		d.lastKey = k
@@ -239,13 +231,26 @@ func probeOnce(ctx context.Context, c *s3.Client, bucket string, d *database) {
 	}
 }
 
-func getObject(ctx context.Context, c *s3.Client, bucket, key string) ([]byte, error) {
-	out, err := c.GetObject(ctx, &s3.GetObjectInput{Bucket: aws.String(bucket), Key: aws.String(key)})
-	if err != nil {
-		return nil, err
+// runProbe runs probeL0 on each of dbs every interval until ctx ends.
+func runProbe(ctx context.Context, v replicaView, dbs []*database, interval time.Duration) {
+	var wg sync.WaitGroup
+	for _, d := range dbs {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			tk := time.NewTicker(interval)
+			defer tk.Stop()
+			for {
+				probeL0(ctx, v, d)
+				select {
+				case <-ctx.Done():
+					return
+				case <-tk.C:
+				}
+			}
+		}()
 	}
-	defer out.Body.Close()
-	return io.ReadAll(out.Body)
+	wg.Wait()
 }
 
 // decodeLTXPages returns the concatenated page images of an LTX file.
@@ -279,4 +284,66 @@ func randomHex(n int) string {
 		panic(err)
 	}
 	return hex.EncodeToString(b)
+}
+
+// collectWriters adds up the writers' commits, notes their first errors
+// and fails the run if any commit failed.
+func (t *toolRun) collectWriters(dbs []*database) (commits, writeErrs int, lat []time.Duration) {
+	for _, d := range dbs {
+		commits += d.commits
+		writeErrs += len(d.writeErrs)
+		lat = append(lat, d.commitLat...)
+		for j, e := range d.writeErrs {
+			if j < 3 {
+				t.note("writer %s: %s", d.name, e)
+			}
+		}
+	}
+	if writeErrs > 0 {
+		t.fail("%d writer commits failed", writeErrs)
+	}
+	return commits, writeErrs, lat
+}
+
+// lagStats are the replication lags of the probed databases' sentinels.
+type lagStats struct {
+	lags   []time.Duration
+	unseen int // committed, never seen in an L0 file
+	probed int // databases
+}
+
+// collectLags gathers the lag of every committed sentinel of dbs, noting
+// the first maxOutliers of more than 3 s and the first maxProbeErrs probe
+// errors of each database.
+func (t *toolRun) collectLags(dbs []*database, maxOutliers, maxProbeErrs int) lagStats {
+	var ls lagStats
+	var outliers []string
+	for _, d := range dbs {
+		ls.probed++
+		d.mu.Lock()
+		for _, s := range d.all {
+			if s.committed.IsZero() {
+				continue
+			}
+			if s.seenAt.IsZero() {
+				ls.unseen++
+				continue
+			}
+			lag := max(s.seenAt.Sub(s.committed), 0)
+			ls.lags = append(ls.lags, lag)
+			if lag > 3*time.Second && len(outliers) < maxOutliers {
+				outliers = append(outliers, fmt.Sprintf("%s %s committed at +%.1fs: %v", d.name, s.value, s.committed.Sub(t.started).Seconds(), lag.Round(time.Millisecond)))
+			}
+		}
+		for j, e := range d.probeErrs {
+			if j < maxProbeErrs {
+				t.note("probe %s: %s", d.name, e)
+			}
+		}
+		d.mu.Unlock()
+	}
+	for _, o := range outliers {
+		t.note("lag outlier: %s", o)
+	}
+	return ls
 }
