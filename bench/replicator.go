@@ -158,18 +158,7 @@ func childEnv(s *s3server.Server) []string {
 	if s != nil {
 		key, secret = s.AccessKey, s.SecretKey
 	}
-	var env []string
-	for _, kv := range os.Environ() {
-		k, _, _ := strings.Cut(kv, "=")
-		switch {
-		case strings.HasPrefix(k, "AWS_"), strings.HasPrefix(k, "LITESTREAM_"),
-			strings.EqualFold(k, "HTTP_PROXY"), strings.EqualFold(k, "HTTPS_PROXY"),
-			strings.EqualFold(k, "ALL_PROXY"), strings.EqualFold(k, "NO_PROXY"):
-			continue
-		}
-		env = append(env, kv)
-	}
-	return append(env,
+	return s3server.Environ(func(k string) bool { return s3server.ClientSetting(k) || strings.HasPrefix(k, "LITESTREAM_") },
 		"AWS_ACCESS_KEY_ID="+key,
 		"AWS_SECRET_ACCESS_KEY="+secret,
 		"AWS_REGION="+s3server.Region,

@@ -6,6 +6,7 @@ import (
 	"os"
 	"os/exec"
 	"runtime"
+	"sync/atomic"
 	"syscall"
 	"time"
 )
@@ -19,7 +20,8 @@ import (
 type Process struct {
 	cmd     *exec.Cmd
 	done    chan struct{} // closed once the process has exited
-	waitErr error         // cmd.Wait's result, valid after done is closed
+	exited  atomic.Bool   // set just before done is closed
+	waitErr error         // cmd.Wait's result, valid once exited
 }
 
 // StartProcess starts cmd with its standard output and error appended to
@@ -46,6 +48,7 @@ func StartProcess(cmd *exec.Cmd, logPath string) (*Process, error) {
 		}
 		started <- nil
 		p.waitErr = cmd.Wait()
+		p.exited.Store(true)
 	}()
 	if err := <-started; err != nil {
 		return nil, err
@@ -60,14 +63,7 @@ func (p *Process) Pid() int { return p.cmd.Process.Pid }
 func (p *Process) Done() <-chan struct{} { return p.done }
 
 // Exited reports whether the process has exited.
-func (p *Process) Exited() bool {
-	select {
-	case <-p.done:
-		return true
-	default:
-		return false
-	}
-}
+func (p *Process) Exited() bool { return p.exited.Load() }
 
 // Err returns what waiting for the process returned; nil while it runs.
 func (p *Process) Err() error {

@@ -194,19 +194,9 @@ func Tail(path string, n int) string {
 // variable that versitygw reads (so the caller's environment cannot change
 // its behaviour), plus the root credentials.
 func (s *Server) env() []string {
-	var env []string
-	for _, kv := range os.Environ() {
-		k, _, _ := strings.Cut(kv, "=")
-		if strings.HasPrefix(k, "VGW_") || strings.HasPrefix(k, "ROOT_") ||
-			k == "LOGFILE" || k == "WEBHOOK" {
-			continue
-		}
-		env = append(env, kv)
-	}
-	return append(env,
-		"ROOT_ACCESS_KEY="+s.AccessKey,
-		"ROOT_SECRET_KEY="+s.SecretKey,
-	)
+	return Environ(func(k string) bool {
+		return strings.HasPrefix(k, "VGW_") || strings.HasPrefix(k, "ROOT_") || k == "LOGFILE" || k == "WEBHOOK"
+	}, "ROOT_ACCESS_KEY="+s.AccessKey, "ROOT_SECRET_KEY="+s.SecretKey)
 }
 
 // args returns versitygw's command line for listening on addr.

@@ -224,19 +224,9 @@ func (s *S3Server) AWSCommand(ctx context.Context, endpoint string, args ...stri
 // proxy settings and the Python path overrides, plus the server's
 // credentials and empty config files.
 func (s *S3Server) awsEnv() []string {
-	var env []string
-	for _, kv := range os.Environ() {
-		k, _, _ := strings.Cut(kv, "=")
-		switch {
-		case strings.HasPrefix(k, "AWS_"),
-			strings.EqualFold(k, "HTTP_PROXY"), strings.EqualFold(k, "HTTPS_PROXY"),
-			strings.EqualFold(k, "ALL_PROXY"), strings.EqualFold(k, "NO_PROXY"),
-			k == "PYTHONPATH", k == "PYTHONHOME", k == "PYTHONUSERBASE":
-			continue
-		}
-		env = append(env, kv)
-	}
-	return append(env,
+	return s3server.Environ(func(k string) bool {
+		return s3server.ClientSetting(k) || k == "PYTHONPATH" || k == "PYTHONHOME" || k == "PYTHONUSERBASE"
+	},
 		"AWS_ACCESS_KEY_ID="+s.AccessKey,
 		"AWS_SECRET_ACCESS_KEY="+s.SecretKey,
 		"AWS_DEFAULT_REGION="+s.Region,
