@@ -104,8 +104,3 @@ func Describe(ctx context.Context, c storage.Client) (*DatabaseInfo, error) {
 	}
 	return info, nil
 }
-
-// Earliest returns NewChain(all).Window().Earliest.
-//
-// Deprecated: use Chain.Window.
-func Earliest(all []*storage.FileInfo) *storage.FileInfo { return NewChain(all).Window().Earliest }
