@@ -168,3 +168,27 @@ func assertNoFiles(t *testing.T, dir, base string) {
 		}
 	}
 }
+
+// TestDescribeWindow: list's restorable window is the chain's. Of only
+// snapshots, it is the newest (it used to be the oldest); with a level-9
+// file holding the newest TXIDs that restores never use, there is none.
+func TestDescribeWindow(t *testing.T) {
+	ctx := context.Background()
+	c := file.New(t.TempDir())
+	put(t, c, storage.SnapshotLevel, 1, 5)
+	put(t, c, storage.SnapshotLevel, 1, 10)
+	info, err := restore.Describe(ctx, c)
+	if err != nil || info.TXID != 10 || info.EarliestTXID != 10 || !info.EarliestTime.Equal(ts.Add(10*time.Second)) {
+		t.Fatalf("only snapshots: %+v, %v; want the window at TXID 10", info, err)
+	}
+	for i := ltx.TXID(11); i <= 14; i++ {
+		put(t, c, 0, i, i)
+	}
+	put(t, c, storage.SnapshotLevel, 12, 16)
+	if info, err = restore.Describe(ctx, c); err != nil || info.TXID != 16 || info.EarliestTXID != 0 {
+		t.Fatalf("a stray L9 file past the latest TXID: %+v, %v; want no window", info, err)
+	}
+	if _, err := restore.Plan(ctx, c, restore.Target{}); err == nil || !strings.Contains(err.Error(), "restore to TXID 000000000000000e explicitly") {
+		t.Fatalf("the latest plan: %v", err)
+	}
+}
