@@ -17,7 +17,7 @@ import (
 // (restore), Describe (list), compact's retention and verify all ask it, over
 // one listing, so they cannot disagree.
 //
-// The rule, Litestream v0.5's CalcRestorePlan:
+// The rule (like Litestream v0.5's CalcRestorePlan):
 //
 //   - A plan starts from a base: a file starting at TXID 1, of any level (a
 //     level-9 snapshot, or the first file of a level nothing was deleted
@@ -217,9 +217,9 @@ type Window struct {
 	// Latest is the highest TXID any file holds.
 	Latest ltx.TXID
 	// Head is where restores continue to: the highest TXID of every file
-	// but the level-9 snapshots (levels 0..8 hold the history sync by
-	// sync; a newer snapshot is a point of its own), or Latest when the
-	// replica holds only snapshots.
+	// but the snapshots, the level-9 files starting at TXID 1 (levels 0..8
+	// hold the history sync by sync; a newer snapshot is a point of its
+	// own), or Latest when the replica holds only snapshots.
 	Head ltx.TXID
 	// Earliest is the oldest file starting at TXID 1 (a snapshot, or the
 	// first file of a level) from which restores continue, through files
