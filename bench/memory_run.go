@@ -165,22 +165,14 @@ func childPid(pid int) int {
 // without a journal (the fastest way to get there; the result is the
 // same file), then switched to WAL.
 func createBigDB(path string, pageSize int, pages int64) (int64, error) {
-	blob := 400 // one row per 512-byte page
-	if pageSize > 512 {
-		blob = pageSize * 3 / 4
-	}
-	rows := pages * 99 / 100 // interior pages make up the rest
 	script := fmt.Sprintf(`PRAGMA page_size=%d;
 PRAGMA journal_mode=OFF;
 PRAGMA synchronous=OFF;
 CREATE TABLE t (id INTEGER PRIMARY KEY, b BLOB);
-BEGIN;
-WITH RECURSIVE c(i) AS (SELECT 1 UNION ALL SELECT i+1 FROM c LIMIT %d)
-INSERT INTO t (b) SELECT randomblob(%d) FROM c;
-COMMIT;
+%s
 PRAGMA journal_mode=WAL;
 SELECT 'pages', page_count FROM pragma_page_count;
-`, pageSize, rows, blob)
+`, pageSize, fillSQL(pageSize, pages))
 	cmd := exec.Command("sqlite3", "-batch", "-separator", " ", path)
 	cmd.Stdin = strings.NewReader(script)
 	out, err := cmd.CombinedOutput()
@@ -193,6 +185,20 @@ SELECT 'pages', page_count FROM pragma_page_count;
 		}
 	}
 	return 0, fmt.Errorf("sqlite3 printed no page count: %s", out)
+}
+
+// fillSQL is the transaction that fills table t to about pages pages:
+// one row of random bytes per leaf page (interior pages make up the other
+// 1%).
+func fillSQL(pageSize int, pages int64) string {
+	blob := 400 // one row per 512-byte page
+	if pageSize > 512 {
+		blob = pageSize * 3 / 4
+	}
+	return fmt.Sprintf(`BEGIN;
+WITH RECURSIVE c(i) AS (SELECT 1 UNION ALL SELECT i+1 FROM c LIMIT %d)
+INSERT INTO t (b) SELECT randomblob(%d) FROM c;
+COMMIT;`, pages*99/100, blob)
 }
 
 // createWALHeldDB writes a database the way createBigDB does, but in WAL
@@ -225,15 +231,7 @@ func createWALHeldDB(path string, pageSize int, pages int64) (io.Closer, error) 
 	if err := tx.QueryRow("SELECT count(*) FROM t").Scan(&n); err != nil {
 		return fail(err)
 	}
-	blob := 400
-	if pageSize > 512 {
-		blob = pageSize * 3 / 4
-	}
-	out, err = exec.Command("sqlite3", "-batch", path, fmt.Sprintf(`PRAGMA wal_autocheckpoint=0;
-BEGIN;
-WITH RECURSIVE c(i) AS (SELECT 1 UNION ALL SELECT i+1 FROM c LIMIT %d)
-INSERT INTO t (b) SELECT randomblob(%d) FROM c;
-COMMIT;`, pages*99/100, blob)).CombinedOutput()
+	out, err = exec.Command("sqlite3", "-batch", path, "PRAGMA wal_autocheckpoint=0;\n"+fillSQL(pageSize, pages)).CombinedOutput()
 	if err != nil {
 		return fail(fmt.Errorf("sqlite3: %v: %s", err, out))
 	}

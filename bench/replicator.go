@@ -35,6 +35,7 @@ type toolRun struct {
 	logErrors, logWarns int
 }
 
+// base is the toolRun of any mode's tool (see failedState).
 func (t *toolRun) base() *toolRun { return t }
 
 func (t *toolRun) fail(format string, a ...any) {

@@ -61,19 +61,20 @@ func (t *scaleTool) scraper() func() {
 
 func (t *scaleTool) scrapeOnce(hc *http.Client) {
 	at := t.since()
+	failed := func(msg string) {
+		t.mu.Lock()
+		t.scrapeErr = msg
+		t.mu.Unlock()
+	}
 	resp, err := hc.Get(t.scrape)
 	if err != nil {
-		t.mu.Lock()
-		t.scrapeErr = err.Error()
-		t.mu.Unlock()
+		failed(err.Error())
 		return
 	}
 	b, err := io.ReadAll(resp.Body)
 	resp.Body.Close()
 	if err != nil || resp.StatusCode != 200 {
-		t.mu.Lock()
-		t.scrapeErr = fmt.Sprintf("%s: %d %v", t.scrape, resp.StatusCode, err)
-		t.mu.Unlock()
+		failed(fmt.Sprintf("%s: %d %v", t.scrape, resp.StatusCode, err))
 		return
 	}
 	g := -1
@@ -91,9 +92,7 @@ func (t *scaleTool) scrapeOnce(hc *http.Client) {
 	} else {
 		var ws walsyncStatus
 		if err := json.Unmarshal(b, &ws); err != nil {
-			t.mu.Lock()
-			t.scrapeErr = "status JSON: " + err.Error()
-			t.mu.Unlock()
+			failed("status JSON: " + err.Error())
 			return
 		}
 		if ws.Goroutines != nil {

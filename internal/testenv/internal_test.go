@@ -30,11 +30,11 @@ func TestStartStop(t *testing.T) {
 	if _, err := os.Stat(s.Dir + "/" + bucket); err != nil {
 		t.Fatalf("bucket directory missing: %v", err)
 	}
-	if err := s.Server.Stop(); err != nil {
+	if err := s.srv.Stop(); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := os.Stat(s.Base()); !errors.Is(err, fs.ErrNotExist) {
-		t.Fatalf("server directory %s not removed: %v", s.Base(), err)
+	if _, err := os.Stat(s.srv.Base()); !errors.Is(err, fs.ErrNotExist) {
+		t.Fatalf("server directory %s not removed: %v", s.srv.Base(), err)
 	}
 }
 
@@ -45,7 +45,7 @@ func TestSidecarMode(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer func() {
-		if err := s.Server.Stop(); err != nil {
+		if err := s.srv.Stop(); err != nil {
 			t.Error(err)
 		}
 	}()

@@ -39,12 +39,19 @@ const (
 	awsTimeout = 2 * time.Minute
 )
 
-// S3Server is a running versitygw S3 server (see [s3server.Server] for its
-// fields: Endpoint, AccessKey, SecretKey, Region, Dir, LogFile, Sidecar)
-// with helpers that drive it with the aws CLI.
+// S3Server is a running versitygw S3 server on 127.0.0.1 with a posix
+// backend (started by [s3server.Start]), with helpers that drive it with
+// the aws CLI. It accepts path-style requests signed with AWS Signature V4
+// by AccessKey/SecretKey for Region.
 type S3Server struct {
-	*s3server.Server
+	// The server's base URL (http://127.0.0.1:PORT), root credentials,
+	// signing region, posix backend root (one subdirectory per bucket, one
+	// file per object), log, and whether object metadata is kept in a
+	// sidecar directory: those of [s3server.Server].
+	Endpoint, AccessKey, SecretKey, Region, Dir, LogFile string
+	Sidecar                                              bool
 
+	srv    *s3server.Server
 	awsDir string // empty aws CLI config files
 }
 
@@ -86,7 +93,7 @@ func Stop() error {
 	if s == nil {
 		return nil
 	}
-	return s.Server.Stop()
+	return s.srv.Stop()
 }
 
 // Main is a TestMain helper: it runs the tests, stops the shared S3 server
@@ -128,7 +135,11 @@ func startS3() (*S3Server, error) {
 	if err != nil {
 		return nil, err
 	}
-	s := &S3Server{Server: srv, awsDir: filepath.Join(srv.Base(), "aws")}
+	s := &S3Server{
+		Endpoint: srv.Endpoint, AccessKey: srv.AccessKey, SecretKey: srv.SecretKey, Region: srv.Region,
+		Dir: srv.Dir, LogFile: srv.LogFile, Sidecar: srv.Sidecar,
+		srv: srv, awsDir: filepath.Join(srv.Base(), "aws"),
+	}
 	err = os.MkdirAll(s.awsDir, 0o755)
 	for _, f := range []string{"config", "credentials"} {
 		if err == nil {
