@@ -88,8 +88,10 @@ var ErrGap = errors.New("gap in the source level's TXIDs")
 // that files walsync wrote are gone: the destination level ends before the
 // last output Compact was told of, or it is empty while level 0 starts past
 // TXID 1 with no snapshot below it (every object deleted, by hand or by a
-// lifecycle rule). The latest state cannot be restored until a snapshot is
-// written.
+// lifecycle rule); and by EnforceRetention when the files left do not
+// restore the latest TXID (the snapshots deleted after older incremental
+// files were retired). The latest state cannot be restored until a
+// snapshot is written.
 var ErrReplicaLost = errors.New("the replica lost files walsync wrote")
 
 // Options configure Compact.

@@ -264,7 +264,7 @@ func planRetention(ctx context.Context, c storage.Client, p Policy, now time.Tim
 	plan.Floor = floor
 
 	anyDeleted := slices.ContainsFunc(reasons, func(r []string) bool { return r == nil })
-	if p.GFS == nil && !anyDeleted && !describe {
+	if p.GFS == nil && !anyDeleted && !describe && len(snaps) > 0 {
 		// As before the plan existed: nothing expired, nothing else goes,
 		// and one listing was enough.
 		plan.Floor = 0
@@ -289,6 +289,12 @@ func planRetention(ctx context.Context, c storage.Client, p Policy, now time.Tim
 	}
 	if p.GFS == nil && !anyDeleted {
 		plan.Floor = 0 // nothing expired: nothing else goes
+	}
+	if !describe && len(all) > 0 && restore.NewChain(all).Window().Earliest == nil {
+		// Retention is the one job that lists every level: the place to
+		// see that what walsync wrote no longer restores (every snapshot
+		// deleted after older incremental files were retired).
+		return fail(fmt.Errorf("%w: the latest TXID %s cannot be restored from the files left", ErrReplicaLost, restore.NewChain(all).Latest()))
 	}
 	lower := lowerDeletions(levels, plan.Floor)
 

@@ -2,6 +2,7 @@ package compact_test
 
 import (
 	"context"
+	"errors"
 	"strings"
 	"testing"
 	"time"
@@ -106,5 +107,30 @@ func TestWindowSnapshotAhead(t *testing.T) {
 	}
 	if w := plan.After; len(plan.Delete) != 0 || w.From != 1 || w.EveryTXIDFrom != 12 || w.Latest != 12 || len(plan.Isolated) != 0 || !w.FromTime.Equal(syncAt(1)) {
 		t.Fatalf("deletes %s, window %+v, %d isolated; want nothing deleted, from 1, every TXID from 12, none isolated", names(plan.Delete), w, len(plan.Isolated))
+	}
+}
+
+// TestRetentionSeesLostSnapshots: retention retired the incremental files
+// below a snapshot, then every snapshot was deleted by hand: the files
+// left do not restore the latest TXID. The scheduler's retention says so
+// with ErrReplicaLost (the engine then writes a snapshot) instead of
+// reporting success while walsync goes on adding files nothing restores.
+func TestRetentionSeesLostSnapshots(t *testing.T) {
+	ctx := context.Background()
+	c := file.New(t.TempDir())
+	for i := 5; i <= 9; i++ {
+		put(t, c, 0, ltx.TXID(i), ltx.TXID(i), 2)
+	}
+	put(t, c, 1, 5, 9, 2)
+	put(t, c, storage.SnapshotLevel, 1, 4, 2)
+	p := compact.Policy{SnapshotRetention: 1000 * time.Hour}
+	if _, err := compact.EnforceRetention(ctx, c, p, syncAt(10)); err != nil {
+		t.Fatalf("with its snapshot: %v", err)
+	}
+	if err := c.DeleteLTXFiles(ctx, []*storage.FileInfo{{Level: storage.SnapshotLevel, MinTXID: 1, MaxTXID: 4}}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := compact.EnforceRetention(ctx, c, p, syncAt(10)); !errors.Is(err, compact.ErrReplicaLost) {
+		t.Fatalf("every snapshot deleted: %v, want ErrReplicaLost", err)
 	}
 }
