@@ -1,7 +1,13 @@
 package engine
 
+// Background work: level-9 snapshots, compaction and retention. When each
+// comes due, what a result changes, and the back-off of failures, which is
+// apart from the syncs' (entry.bgFails): background work may wait, new
+// commits may not.
+
 import (
 	"context"
+	"errors"
 	"fmt"
 	"time"
 
@@ -54,12 +60,12 @@ func (eng *Engine) updateNextDue(e *entry) {
 	if t, ok := eng.retentionTime(e); ok && t.Before(next) {
 		next = t
 	}
-	for i, l := range eng.opts.Levels {
-		if t := e.compacted[i].Add(l.Interval); e.newFiles[i] >= minInputs(i) && t.Before(next) {
+	for i := range eng.opts.Levels {
+		if t, ok := eng.levelTime(e, i); ok && t.Before(next) {
 			next = t
 		}
 	}
-	e.nextDue = maxTime(next, e.bgRetryAt)
+	e.nextDue = maxTime(next, e.bgFails.retryAt)
 }
 
 // minInputs is how many new source files make level index i worth
@@ -77,12 +83,21 @@ func minInputs(i int) int {
 // compactionDue returns the 1-based index of a level whose interval has
 // passed and whose source level has new files, or 0.
 func (eng *Engine) compactionDue(e *entry, now time.Time) int {
-	for i, l := range eng.opts.Levels {
-		if e.newFiles[i] >= minInputs(i) && !now.Before(e.compacted[i].Add(l.Interval)) {
+	for i := range eng.opts.Levels {
+		if t, ok := eng.levelTime(e, i); ok && !now.Before(t) {
 			return i + 1
 		}
 	}
 	return 0
+}
+
+// levelTime returns when level index i can next compact e's replica: its
+// interval after it last ran, once its source level has enough new files.
+func (eng *Engine) levelTime(e *entry, i int) (time.Time, bool) {
+	if e.newFiles[i] < minInputs(i) {
+		return time.Time{}, false
+	}
+	return e.compacted[i].Add(eng.opts.Levels[i].Interval), true
 }
 
 // applyRetention enforces the retention policy, if any, on e's replica.
@@ -137,11 +152,56 @@ func (eng *Engine) compact(ctx context.Context, j job) (*storage.FileInfo, error
 func (eng *Engine) replicaLost(e *entry, err error, now time.Time) {
 	eng.log.Error("the replica lost files walsync wrote (deleted by hand or by a lifecycle rule?); writing a full snapshot now",
 		"db", e.Path, "replica", e.Client.String(), "error", err)
-	e.resync = "the replica lost files walsync wrote: " + err.Error()
 	clear(e.lastOut)
-	for i := range e.newFiles {
-		e.newFiles[i] = 0
+	clear(e.newFiles)
+	e.resyncNow("the replica lost files walsync wrote: "+err.Error(), now)
+}
+
+// settleBackground records the outcome of a snapshot, compaction or
+// retention.
+func (eng *Engine) settleBackground(e *entry, r result, now time.Time) {
+	if errors.Is(r.err, compact.ErrReplicaLost) { // from compaction or retention
+		eng.replicaLost(e, r.err, now)
+		return
 	}
-	e.lastSync = time.Time{}
-	e.dirty, e.dirtyAt = true, now
+	if r.err != nil {
+		eng.backgroundFailed(e, r, now)
+		return
+	}
+	if n := e.bgFails.recover(); n > 0 {
+		eng.log.Info("background work recovered", "db", e.Path, "after_failures", n)
+	}
+	switch r.kind {
+	case jobRetention:
+		e.retained, e.changedRetained = now, false
+	case jobCompact:
+		i := r.level - 1
+		e.compacted[i], e.newFiles[i] = now, 0
+		if r.compacted != nil {
+			e.lastOut[i] = r.compacted
+			eng.log.Debug("compacted", "db", e.Path, "file", r.compacted.String())
+			if i+1 < len(e.newFiles) {
+				e.newFiles[i+1]++
+			}
+		}
+	case jobSnapshot:
+		e.lastSnapshot, e.changedSince = now, false
+		e.txid = uint64(r.st.TXID)
+		eng.log.Info("snapshot written", "db", e.Path, "txid", r.st.TXID)
+	}
+}
+
+// backgroundFailed records failed background work and schedules its
+// retry; syncs go on meanwhile.
+func (eng *Engine) backgroundFailed(e *entry, r result, now time.Time) {
+	eng.noteFDLimit(r.err)
+	backoff := e.bgFails.fail(r.err, eng.opts.SyncInterval, now)
+	eng.log.Error("background work failed; syncs go on, will retry", "db", e.Path, "retry_in", backoff, "error", r.err)
+	if r.kind == jobCompact && storage.IsCorrupt(r.err) && e.corrupt != e.bgFails.err {
+		// Restores of the latest state may need the bad object: write a
+		// snapshot of the current state, once per object, so they start
+		// after it.
+		e.corrupt = e.bgFails.err
+		e.resyncNow("a replica object cannot be read back ("+e.corrupt+"); a snapshot keeps the latest state restorable without it", now)
+	}
 }

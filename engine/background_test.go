@@ -85,7 +85,7 @@ func TestReleasedWhileBackgroundBacksOff(t *testing.T) {
 	}
 	waitUntil(t, 20*time.Second, func() bool { return fails.Load() > 0 }, "retention to fail")
 	// Release waits for file times to settle (up to 3 s more).
-	waitUntil(t, 10*time.Second, func() bool { d, _ := r.db(t, p); return d.State == "cold" }, "release while retention backs off")
+	waitUntil(t, 20*time.Second, func() bool { d, _ := r.db(t, p); return d.State == "cold" }, "release while retention backs off")
 	if d, _ := r.db(t, p); d.Error == "" {
 		t.Fatalf("status %+v: want the retention error", d)
 	}

@@ -1,6 +1,11 @@
 package engine
 
+// Discovery glue: file events (one inotify watch per directory), the stat
+// sweep that backs them up, and scans of Sources for new databases. It
+// decides what changed; lifecycle.go decides what that does.
+
 import (
+	"context"
 	"os"
 	"path/filepath"
 	"strings"
@@ -10,6 +15,35 @@ import (
 	"github.com/walsync/walsync/discover"
 	"github.com/walsync/walsync/fswatch"
 )
+
+// watch starts the inotify reader, unless file events are off or
+// unavailable; it stops with ctx. Events queue for the scheduler; when the
+// queue is full they are dropped and counted as an overflow, which looks
+// at every database.
+func (eng *Engine) watch(ctx context.Context) {
+	eng.events = make(chan fswatch.Event, 4096)
+	if eng.opts.NoFileEvents {
+		return
+	}
+	w, err := fswatch.New()
+	if err != nil {
+		eng.log.Warn("no file events; changes are found by stat sweeps only", "every", eng.opts.SweepInterval, "error", err)
+		return
+	}
+	eng.watcher = w
+	go func() {
+		err := w.Run(ctx, func(ev fswatch.Event) {
+			select {
+			case eng.events <- ev:
+			default:
+				eng.overflow.Store(true)
+			}
+		})
+		if err != nil {
+			eng.log.Error("file events stopped; changes are found by stat sweeps only", "error", err)
+		}
+	}()
+}
 
 // watchDir adds an inotify watch; at the kernel's limit, sweeps cover it.
 func (eng *Engine) watchDir(dir string) {
@@ -99,7 +133,7 @@ func (eng *Engine) handleEvent(ev fswatch.Event) bool {
 	case fswatch.Overflow:
 		eng.log.Warn("file events were lost; checking every database")
 		for _, e := range eng.entries {
-			if e.cold != nil && !e.busy && e.cold.Changed(e.Path) {
+			if e.coldChanged() {
 				eng.markDirty(e, now)
 			}
 		}
@@ -184,7 +218,7 @@ func (eng *Engine) sweep(now time.Time) {
 		for i := 0; i < per && i < n; i++ {
 			eng.sweepPos = (eng.sweepPos + 1) % n
 			e := eng.entries[eng.sweepPos]
-			if e.cold != nil && !e.busy && !e.dirty && e.cold.Changed(e.Path) {
+			if e.coldChanged() {
 				eng.markDirty(e, now)
 			}
 		}

@@ -1,5 +1,21 @@
 package engine
 
+// One database's states (entry.state, shown by status) and what moves it
+// between them:
+//
+//	new      nothing open, no state to resume from: not opened yet, or
+//	         its file was replaced under it
+//	hot      e.db: its pin held, its WAL polled
+//	cold     e.cold: released; a capture.State and nothing open
+//	removed  gone from its source: closed if hot, then forgotten
+//	refused  its replica name is another database's: never opened
+//
+// new or cold -> hot: a sync or snapshot job opens it (open), counted in
+// Engine.hot from the moment the job is handed out. hot -> cold: a cool
+// job, IdleTimeout after its last shipped change, or forced when databases
+// wait for room in the hot set. Failing is not a state of its own: the
+// database keeps its state and retries after a back-off (failures).
+
 import (
 	"context"
 	"errors"
@@ -11,10 +27,12 @@ import (
 	"time"
 
 	"github.com/walsync/walsync/capture"
-	"github.com/walsync/walsync/compact"
 	"github.com/walsync/walsync/storage"
 )
 
+// entry is one database. Only the scheduler goroutine touches it, except
+// that while busy its worker reads Database, resync and verify; the
+// scheduler then writes only kick, removed and ino.
 type entry struct {
 	Database
 	source  *Source // nil for a database named explicitly
@@ -48,17 +66,13 @@ type entry struct {
 	// nextDue: before it, a cold database that has not changed has no
 	// timed work (snapshot, compaction, retention), so the scheduler's
 	// pass over thousands of them stays cheap.
-	nextDue  time.Time
-	failures int
-	retryAt  time.Time
-	lastErr  string
+	nextDue time.Time
+	fails   failures // syncs, releases and closes
 	// Failures of background work (snapshots, compaction, retention) back
 	// off on their own: a replica object that cannot be compacted must
 	// never hold up the syncs that ship new commits.
-	bgFailures int
-	bgRetryAt  time.Time
-	bgErr      string
-	corrupt    string // the corrupt-object error a snapshot was written around
+	bgFails failures
+	corrupt string // the corrupt-object error a snapshot was written around
 	// Per compaction level (index into Options.Levels): when it last ran,
 	// and whether its source level has new files since.
 	compacted []time.Time
@@ -68,6 +82,21 @@ type entry struct {
 	// files arrived since.
 	retained        time.Time
 	changedRetained bool
+}
+
+// state names e's state for status.
+func (e *entry) state() string {
+	switch {
+	case e.refused != "":
+		return "refused"
+	case e.removed:
+		return "removed"
+	case e.db != nil:
+		return "hot"
+	case e.cold != nil:
+		return "cold"
+	}
+	return "new"
 }
 
 // add starts replicating a database (explicit, or found in src).
@@ -127,6 +156,8 @@ func (eng *Engine) claim(e *entry) {
 	eng.log.Error("two databases map to one replica name; refusing the second", "db", e.Path, "other_db", owner.Path, "replica", e.Client.String())
 }
 
+// markDirty notes a change to ship; a worker's database is looked at again
+// when the worker is done.
 func (eng *Engine) markDirty(e *entry, now time.Time) {
 	if e.busy {
 		e.kick = true
@@ -135,6 +166,13 @@ func (eng *Engine) markDirty(e *entry, now time.Time) {
 	if !e.dirty {
 		e.dirty, e.dirtyAt = true, now
 	}
+}
+
+// resyncNow makes the next sync, due at once, write a full image and a
+// snapshot, for the reason why.
+func (e *entry) resyncNow(why string, now time.Time) {
+	e.resync = why
+	e.dirty, e.dirtyAt, e.lastSync = true, now, time.Time{}
 }
 
 // poll marks e dirty when its WAL's size or modification time changed.
@@ -149,6 +187,15 @@ func (eng *Engine) poll(e *entry, now time.Time) {
 	}
 }
 
+// coldChanged reports whether cold e's files differ from its recorded
+// state (a stat, no open), for the sweep and lost events; a dirty or busy
+// database is skipped: it will be looked at anyway.
+func (e *entry) coldChanged() bool {
+	return e.cold != nil && !e.busy && !e.dirty && e.cold.Changed(e.Path)
+}
+
+// forgetRemoved drops removed databases once closed, and frees their path
+// and replica name for a database that takes their place.
 func (eng *Engine) forgetRemoved() {
 	kept := eng.entries[:0]
 	for _, e := range eng.entries {
@@ -176,18 +223,13 @@ func (eng *Engine) open(ctx context.Context, e *entry, cold *capture.State) (*ca
 	return capture.Open(ctx, opts)
 }
 
-// finish runs on the scheduler goroutine: only it touches entries.
+// finish takes in a worker's result, on the scheduler goroutine: only it
+// touches entries.
 func (eng *Engine) finish(r result) {
-	eng.settle(r)
-	eng.updateNextDue(r.e)
-}
-
-func (eng *Engine) settle(r result) {
 	e := r.e
 	e.busy = false
 	now := time.Now()
-	switch r.kind {
-	case jobSnapshot, jobCompact, jobRetention:
+	if r.kind.background() {
 		eng.background--
 	}
 	// The job may have opened, cooled or closed the database.
@@ -197,62 +239,33 @@ func (eng *Engine) settle(r result) {
 	}
 	if e.kick {
 		e.kick = false
-		if !e.dirty {
-			e.dirty, e.dirtyAt = true, now
-		}
+		eng.markDirty(e, now)
 	}
-	if r.kind == jobCompact && errors.Is(r.err, compact.ErrReplicaLost) {
-		eng.replicaLost(e, r.err, now)
-		return
+	if r.kind.background() {
+		eng.settleBackground(e, r, now)
+	} else {
+		eng.settle(e, r, now)
 	}
+	eng.updateNextDue(e)
+}
+
+// settle records the outcome of a sync, release or close.
+func (eng *Engine) settle(e *entry, r result, now time.Time) {
 	if r.err != nil {
 		eng.failed(e, r, now)
 		return
 	}
-	if r.kind.background() {
-		if e.bgFailures > 0 {
-			eng.log.Info("background work recovered", "db", e.Path, "after_failures", e.bgFailures)
-		}
-		e.bgFailures, e.bgErr, e.bgRetryAt = 0, "", time.Time{}
-	} else {
-		if e.failures > 0 {
-			eng.log.Info("replication recovered", "db", e.Path, "after_failures", e.failures)
-		}
-		e.failures, e.lastErr = 0, ""
+	if n := e.fails.recover(); n > 0 {
+		eng.log.Info("replication recovered", "db", e.Path, "after_failures", n)
 	}
 	switch r.kind {
 	case jobCool, jobClose:
-		// Released connections' memory stays in the C heap unless trimmed;
-		// after a wave of releases, hand it back (at most every 10 s).
-		if eng.cooled++; eng.cooled >= 16 && now.Sub(eng.trimmed) > 10*time.Second || eng.hot == 0 && eng.cooled > 0 {
-			capture.TrimCHeap()
-			eng.cooled, eng.trimmed = 0, now
-		}
-		return
-	case jobRetention:
-		e.retained, e.changedRetained = now, false
-		return
-	case jobCompact:
-		i := r.level - 1
-		e.compacted[i], e.newFiles[i] = now, 0
-		if r.compacted != nil {
-			e.lastOut[i] = r.compacted
-			eng.log.Debug("compacted", "db", e.Path, "file", r.compacted.String())
-			if i+1 < len(e.newFiles) {
-				e.newFiles[i+1]++
-			}
-		}
-		return
-	case jobSnapshot:
-		e.lastSnapshot, e.changedSince = now, false
-		e.txid = uint64(r.st.TXID)
-		eng.log.Info("snapshot written", "db", e.Path, "txid", r.st.TXID)
+		eng.released(now)
 		return
 	}
 	if r.replaced {
 		// Reopen at once, as a new state of the database.
-		e.resync = "the database file was replaced by another file (new inode) while walsync replicated it"
-		e.dirty, e.dirtyAt, e.lastSync = true, now, time.Time{}
+		e.resyncNow("the database file was replaced by another file (new inode) while walsync replicated it", now)
 		return
 	}
 	e.txid = uint64(r.st.TXID)
@@ -283,7 +296,7 @@ func (eng *Engine) settle(r result) {
 	}
 }
 
-// failed records a failed job and schedules its retry.
+// failed records a failed sync, release or close and schedules its retry.
 func (eng *Engine) failed(e *entry, r result, now time.Time) {
 	if r.kind == jobCool && (errors.Is(r.err, capture.ErrNotIdle) || errors.Is(r.err, capture.ErrNotSettled)) {
 		// Not an error: sync first if something new was committed; try
@@ -295,29 +308,31 @@ func (eng *Engine) failed(e *entry, r result, now time.Time) {
 		}
 		return
 	}
-	if isFDLimit(r.err) && eng.hotCap > 1 {
-		eng.hotCap = max(1, eng.hot-1)
-		eng.log.Warn("out of file descriptors: fewer databases will be held open at once (longer lag)", "hot_set", eng.hotCap, "error", r.err)
-	}
-	if r.kind.background() {
-		e.bgFailures++
-		e.bgErr = r.err.Error()
-		backoff := min(time.Duration(1<<min(e.bgFailures, 8))*eng.opts.SyncInterval, 5*time.Minute)
-		e.bgRetryAt = now.Add(backoff)
-		eng.log.Error("background work failed; syncs go on, will retry", "db", e.Path, "retry_in", backoff, "error", r.err)
-		if r.kind == jobCompact && storage.IsCorrupt(r.err) && e.corrupt != e.bgErr {
-			// Restores of the latest state may need the bad object:
-			// write a snapshot of the current state, once per object, so
-			// they start after it.
-			e.corrupt = e.bgErr
-			e.resync = "a replica object cannot be read back (" + e.bgErr + "); a snapshot keeps the latest state restorable without it"
-			e.dirty, e.dirtyAt, e.lastSync = true, now, time.Time{}
-		}
-		return
-	}
-	e.failures++
-	e.lastErr = r.err.Error()
-	backoff := min(time.Duration(1<<min(e.failures, 8))*eng.opts.SyncInterval, 5*time.Minute)
-	e.retryAt = now.Add(backoff)
+	eng.noteFDLimit(r.err)
+	backoff := e.fails.fail(r.err, eng.opts.SyncInterval, now)
 	eng.log.Error("replication failed; will retry", "db", e.Path, "retry_in", backoff, "error", r.err)
+}
+
+// failures are one kind of work's consecutive failures.
+type failures struct {
+	n       int
+	err     string    // the last one's
+	retryAt time.Time // not before: the next attempt
+}
+
+// fail records err and returns the wait before the next attempt: twice
+// base, doubling with each failure, at most 5 minutes.
+func (f *failures) fail(err error, base time.Duration, now time.Time) time.Duration {
+	f.n++
+	f.err = err.Error()
+	backoff := min(time.Duration(1<<min(f.n, 8))*base, 5*time.Minute)
+	f.retryAt = now.Add(backoff)
+	return backoff
+}
+
+// recover clears f after a success and returns how many failures it ends.
+func (f *failures) recover() int {
+	n := f.n
+	*f = failures{}
+	return n
 }

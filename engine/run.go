@@ -1,5 +1,8 @@
 package engine
 
+// The run loop: the one scheduler goroutine with its one timer, the worker
+// pool, and what a worker does with each job.
+
 import (
 	"context"
 	"errors"
@@ -7,7 +10,6 @@ import (
 	"time"
 
 	"github.com/walsync/walsync/capture"
-	"github.com/walsync/walsync/fswatch"
 )
 
 // minPlanGap is the least time between two scheduling passes.
@@ -22,29 +24,7 @@ func (eng *Engine) Run(ctx context.Context) error {
 	workCtx, cancelWork := context.WithCancel(context.WithoutCancel(ctx))
 	defer cancelWork()
 
-	eng.events = make(chan fswatch.Event, 4096)
-	if !eng.opts.NoFileEvents {
-		w, err := fswatch.New()
-		if err != nil {
-			eng.log.Warn("no file events; changes are found by stat sweeps only", "every", eng.opts.SweepInterval, "error", err)
-		} else {
-			eng.watcher = w
-			watchCtx, stop := context.WithCancel(ctx)
-			defer stop()
-			go func() {
-				err := w.Run(watchCtx, func(ev fswatch.Event) {
-					select {
-					case eng.events <- ev:
-					default:
-						eng.overflow.Store(true)
-					}
-				})
-				if err != nil {
-					eng.log.Error("file events stopped; changes are found by stat sweeps only", "error", err)
-				}
-			}()
-		}
-	}
+	eng.watch(ctx)
 	for _, d := range eng.opts.Databases {
 		eng.add(d, nil)
 	}
@@ -54,17 +34,10 @@ func (eng *Engine) Run(ctx context.Context) error {
 	}
 
 	jobs := make(chan job)
+	// Never more jobs in flight than workers, so a worker never waits to
+	// hand in its result.
 	results := make(chan result, eng.opts.Workers)
-	var wg sync.WaitGroup
-	for i := 0; i < eng.opts.Workers; i++ {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			for j := range jobs {
-				results <- eng.work(workCtx, j)
-			}
-		}()
-	}
+	wg := startWorkers(eng.opts.Workers, jobs, func(j job) { results <- eng.work(workCtx, j) })
 
 	timer := time.NewTimer(0)
 	defer timer.Stop()
@@ -134,6 +107,22 @@ func (eng *Engine) Run(ctx context.Context) error {
 	return eng.finalSync(workCtx)
 }
 
+// startWorkers runs do on each item of in, n at a time, until in is
+// closed; the group waits for them.
+func startWorkers[T any](n int, in <-chan T, do func(T)) *sync.WaitGroup {
+	var wg sync.WaitGroup
+	for range n {
+		wg.Go(func() {
+			for x := range in {
+				do(x)
+			}
+		})
+	}
+	return &wg
+}
+
+// work runs one job on a worker goroutine. It touches no entry field the
+// scheduler writes meanwhile (see entry).
 func (eng *Engine) work(ctx context.Context, j job) (r result) {
 	r.job = j
 	e := j.e

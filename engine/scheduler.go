@@ -1,5 +1,10 @@
 package engine
 
+// The scheduler's decisions: which jobs run now, in what order, and when to
+// look again. Syncs, releases and closes come first, in turn across the
+// databases; background work gets at most half the workers; opening waits
+// for room in the hot set, which forced releases make.
+
 import (
 	"time"
 
@@ -7,6 +12,7 @@ import (
 	"github.com/walsync/walsync/storage"
 )
 
+// jobKind is what a job does to its database.
 type jobKind uint8
 
 const (
@@ -18,6 +24,8 @@ const (
 	jobClose
 )
 
+// job is one unit of work handed to a worker; its database is busy until
+// the result is back.
 type job struct {
 	e       *entry
 	kind    jobKind
@@ -30,6 +38,7 @@ type job struct {
 	last    *storage.FileInfo // that level's last output, if known
 }
 
+// result is a job done, handed back to the scheduler.
 type result struct {
 	job
 	st        capture.Stats
@@ -63,9 +72,7 @@ func (eng *Engine) plan(now time.Time, polling bool, free int) ([]job, time.Time
 		switch {
 		case !ok:
 		case now.Before(t):
-			if t.Before(wake) {
-				wake = t
-			}
+			wake = minTime(wake, t)
 		case len(syncs) < free:
 			syncs = append(syncs, job{e: e, kind: jobCool})
 		}
@@ -94,16 +101,12 @@ func (eng *Engine) plan(now time.Time, polling bool, free int) ([]job, time.Time
 		if e.refused != "" {
 			continue
 		}
-		if now.Before(e.retryAt) {
-			if e.retryAt.Before(wake) {
-				wake = e.retryAt
-			}
+		if now.Before(e.fails.retryAt) {
+			wake = minTime(wake, e.fails.retryAt)
 			continue
 		}
 		if e.db == nil && !e.dirty && now.Before(e.nextDue) {
-			if e.nextDue.Before(wake) {
-				wake = e.nextDue
-			}
+			wake = minTime(wake, e.nextDue)
 			continue
 		}
 		if polling && e.db != nil {
@@ -126,13 +129,9 @@ func (eng *Engine) plan(now time.Time, polling bool, free int) ([]job, time.Time
 				next = i + 1
 			}
 		case e.dirty:
-			if due.Before(wake) {
-				wake = due
-			}
-		case now.Before(e.bgRetryAt) && eng.backgroundDue(e, now):
-			if e.bgRetryAt.Before(wake) {
-				wake = e.bgRetryAt
-			}
+			wake = minTime(wake, due)
+		case now.Before(e.bgFails.retryAt) && eng.backgroundDue(e, now):
+			wake = minTime(wake, e.bgFails.retryAt)
 			// Background work waiting out its back-off must not keep an
 			// idle database open: it runs as well on a cold one.
 			cool(e)
@@ -202,6 +201,13 @@ func maxTime(a, b time.Time) time.Time {
 		return a
 	}
 	return b
+}
+
+func minTime(a, b time.Time) time.Time {
+	if b.Before(a) {
+		return b
+	}
+	return a
 }
 
 // take marks the job's database busy and fills in its handles.

@@ -1,5 +1,7 @@
 package engine
 
+// Stopping: a last sync of everything open or changed, then the state file.
+
 import (
 	"context"
 	"errors"
@@ -27,7 +29,7 @@ func (eng *Engine) finalSync(ctx context.Context) error {
 		}
 		if e.db != nil {
 			eng.poll(e, now)
-		} else if e.cold != nil && !e.dirty && e.cold.Changed(e.Path) {
+		} else if e.coldChanged() {
 			e.dirty = true
 		}
 		if e.db != nil || e.dirty && e.cold != nil {
@@ -37,20 +39,13 @@ func (eng *Engine) finalSync(ctx context.Context) error {
 	var mu sync.Mutex
 	var errs []error
 	next := make(chan *entry)
-	var wg sync.WaitGroup
-	for i := 0; i < eng.opts.Workers; i++ {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			for e := range next {
-				if err := eng.syncAndClose(ctx, e); err != nil {
-					mu.Lock()
-					errs = append(errs, err)
-					mu.Unlock()
-				}
-			}
-		}()
-	}
+	wg := startWorkers(eng.opts.Workers, next, func(e *entry) {
+		if err := eng.syncAndClose(ctx, e); err != nil {
+			mu.Lock()
+			errs = append(errs, err)
+			mu.Unlock()
+		}
+	})
 	for _, e := range todo {
 		next <- e
 	}
@@ -64,6 +59,8 @@ func (eng *Engine) finalSync(ctx context.Context) error {
 	return errors.Join(errs...)
 }
 
+// syncAndClose ships e's last changes, then releases it with a state
+// file, or closes it. Workers run it in parallel, the scheduler stopped.
 func (eng *Engine) syncAndClose(ctx context.Context, e *entry) error {
 	db := e.db
 	if db == nil {
@@ -91,7 +88,7 @@ func (eng *Engine) syncAndClose(ctx context.Context, e *entry) error {
 		errs = append(errs, fmt.Errorf("close %s: %w", e.Path, err))
 	}
 	if len(errs) > 0 {
-		e.failures++
+		e.fails.n++
 	}
 	return errors.Join(errs...)
 }

@@ -83,7 +83,7 @@ func (eng *Engine) saveState() error {
 	path := eng.opts.StateFile
 	sf := stateFile{Version: stateFileVersion, Saved: time.Now()}
 	for _, e := range eng.entries {
-		if e.cold == nil || e.dirty || e.removed || e.refused != "" || e.failures > 0 {
+		if e.cold == nil || e.dirty || e.removed || e.refused != "" || e.fails.n > 0 {
 			continue
 		}
 		sf.DBs = append(sf.DBs, savedDB{Path: e.Path, Replica: e.Client.String(), State: *e.cold,

@@ -85,24 +85,19 @@ func (eng *Engine) status(now time.Time) Status {
 	}
 	for _, e := range eng.entries {
 		d := DBStatus{Path: e.Path, Replica: e.Client.String(), TXID: e.txid, LastSync: e.synced,
-			Pending: e.dirty || e.kick, Failures: e.failures + e.bgFailures, Error: e.lastErr, RetryAt: e.retryAt}
+			Pending: e.dirty || e.kick, Failures: e.fails.n + e.bgFails.n, Error: e.fails.err, RetryAt: e.fails.retryAt}
 		if d.Error == "" {
-			d.Error, d.RetryAt = e.bgErr, e.bgRetryAt
+			d.Error, d.RetryAt = e.bgFails.err, e.bgFails.retryAt
 		}
-		switch {
-		case e.refused != "":
-			d.State, d.Error, d.Pending = "refused", e.refused, false
+		d.State = e.state()
+		switch d.State {
+		case "refused":
+			d.Error, d.Pending = e.refused, false
 			st.Refused++
-		case e.removed:
-			d.State = "removed"
-		case e.db != nil:
-			d.State = "hot"
+		case "hot":
 			st.Hot++
-		case e.cold != nil:
-			d.State = "cold"
+		case "cold":
 			st.Cold++
-		default:
-			d.State = "new"
 		}
 		if d.Pending {
 			d.Lag = Duration(now.Sub(e.dirtyAt))
