@@ -314,7 +314,7 @@ func (t *histTool) run(ctx context.Context, c *config, p histParams, writerStart
 	close(stop)
 	<-done
 	t.samples = smp.stop()
-	t.res = summarize(t.samples)
+	t.res = summarizeRun(t.samples)
 	before := t.s3s.proxy.snapshot()
 	t.stop()
 	// Requests made while shutting down are added to the run's.

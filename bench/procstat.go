@@ -90,34 +90,37 @@ func medianInt64(v []int64) int64 {
 	return c[len(c)/2]
 }
 
-// summarize takes the peaks over all samples and the steady values over
-// the second half.
-func summarize(ss []procSample) resourceSummary {
-	var r resourceSummary
-	r.samples = len(ss)
-	if len(ss) == 0 {
-		return r
-	}
-	half := ss[len(ss)/2:]
-	var rss, fds, thr []int64
-	for _, s := range half {
-		rss = append(rss, s.rssKB)
-		fds = append(fds, int64(s.fds))
-		thr = append(thr, int64(s.threads))
-	}
-	for _, s := range ss {
+// summarize takes the peaks over all samples, the steady values (medians)
+// over steady (-1 without any), and the CPU time and wall time at the last
+// sample.
+func summarize(all, steady []procSample) resourceSummary {
+	r := resourceSummary{samples: len(all), rssSteadyKB: -1, fdsSteady: -1, threadsSteady: -1}
+	for _, s := range all {
 		r.rssPeakKB = max(r.rssPeakKB, s.rssKB)
 		r.fdsPeak = max(r.fdsPeak, s.fds)
 		r.threadsPeak = max(r.threadsPeak, s.threads)
 	}
-	r.rssSteadyKB = medianInt64(rss)
-	r.fdsSteady = int(medianInt64(fds))
-	r.threadsSteady = int(medianInt64(thr))
-	last := ss[len(ss)-1]
-	r.cpuRun = last.cpu
-	r.runWall = last.at
+	if len(all) > 0 {
+		last := all[len(all)-1]
+		r.cpuRun, r.runWall = last.cpu, last.at
+	}
+	if len(steady) > 0 {
+		var rss, fds, thr []int64
+		for _, s := range steady {
+			rss = append(rss, s.rssKB)
+			fds = append(fds, int64(s.fds))
+			thr = append(thr, int64(s.threads))
+		}
+		r.rssSteadyKB = medianInt64(rss)
+		r.fdsSteady = int(medianInt64(fds))
+		r.threadsSteady = int(medianInt64(thr))
+	}
 	return r
 }
+
+// summarizeRun is summarize with the second half of the samples as the
+// steady state.
+func summarizeRun(ss []procSample) resourceSummary { return summarize(ss, ss[len(ss)/2:]) }
 
 // sampler reads /proc/PID every second until stop; each, if set, runs
 // after every reading.

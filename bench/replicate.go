@@ -163,7 +163,7 @@ func (r *runResult) run(c *config) {
 	time.Sleep(c.drain)
 	r.failIfDied("the run")
 	r.samples = smp.stop()
-	r.res = summarize(r.samples)
+	r.res = summarizeRun(r.samples)
 	r.stop()
 	logf("%s N=%d: replicator stopped in %v (%s)", tool, n, r.shutdown.Round(time.Millisecond), r.exitStatus)
 

@@ -36,26 +36,13 @@ func (a reqSnap) kind(k string) int64 {
 // resources summarizes the samples: peak over the whole life, steady over
 // the second half of the measured phase.
 func (t *scaleTool) resources() (r resourceSummary, gPeak, gSteady float64) {
-	var phase []procSample
 	mid := t.phaseFrom + (t.phaseTo-t.phaseFrom)/2
+	var phase []procSample
 	for _, s := range t.samples {
-		r.rssPeakKB = max(r.rssPeakKB, s.rssKB)
-		r.fdsPeak = max(r.fdsPeak, s.fds)
-		r.threadsPeak = max(r.threadsPeak, s.threads)
 		if s.at >= mid && s.at <= t.phaseTo {
 			phase = append(phase, s)
 		}
 	}
-	var rss, fds, thr []int64
-	for _, s := range phase {
-		rss = append(rss, s.rssKB)
-		fds = append(fds, int64(s.fds))
-		thr = append(thr, int64(s.threads))
-	}
-	r.samples = len(t.samples)
-	r.rssSteadyKB = medianInt64(rss)
-	r.fdsSteady = int(medianInt64(fds))
-	r.threadsSteady = int(medianInt64(thr))
 	gPeak, gSteady = math.NaN(), math.NaN()
 	var gs []int64
 	for _, g := range t.gors {
@@ -69,10 +56,7 @@ func (t *scaleTool) resources() (r resourceSummary, gPeak, gSteady float64) {
 	if len(gs) > 0 {
 		gSteady = float64(medianInt64(gs))
 	}
-	if len(phase) == 0 {
-		r.rssSteadyKB, r.fdsSteady, r.threadsSteady = -1, -1, -1
-	}
-	return r, gPeak, gSteady
+	return summarize(t.samples, phase), gPeak, gSteady
 }
 
 // printScaleCase prints one case's table and what each tool's run noted.
