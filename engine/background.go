@@ -7,7 +7,6 @@ package engine
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"time"
 
@@ -157,20 +156,9 @@ func (eng *Engine) replicaLost(e *entry, err error, now time.Time) {
 	e.resyncNow("the replica lost files walsync wrote: "+err.Error(), now)
 }
 
-// settleBackground records the outcome of a snapshot, compaction or
-// retention.
+// settleBackground records a snapshot, compaction or retention that
+// succeeded.
 func (eng *Engine) settleBackground(e *entry, r result, now time.Time) {
-	if errors.Is(r.err, compact.ErrReplicaLost) { // from compaction or retention
-		eng.replicaLost(e, r.err, now)
-		return
-	}
-	if r.err != nil {
-		eng.backgroundFailed(e, r, now)
-		return
-	}
-	if n := e.bgFails.recover(); n > 0 {
-		eng.log.Info("background work recovered", "db", e.Path, "after_failures", n)
-	}
 	switch r.kind {
 	case jobRetention:
 		e.retained, e.changedRetained = now, false

@@ -27,6 +27,7 @@ import (
 	"time"
 
 	"github.com/walsync/walsync/capture"
+	"github.com/walsync/walsync/compact"
 	"github.com/walsync/walsync/storage"
 )
 
@@ -241,23 +242,29 @@ func (eng *Engine) finish(r result) {
 		e.kick = false
 		eng.markDirty(e, now)
 	}
-	if r.kind.background() {
+	switch {
+	case r.kind.background() && errors.Is(r.err, compact.ErrReplicaLost): // from compaction or retention
+		eng.replicaLost(e, r.err, now)
+	case r.err != nil && r.kind.background():
+		eng.backgroundFailed(e, r, now)
+	case r.err != nil:
+		eng.failed(e, r, now)
+	case r.kind.background():
+		if n := e.bgFails.recover(); n > 0 {
+			eng.log.Info("background work recovered", "db", e.Path, "after_failures", n)
+		}
 		eng.settleBackground(e, r, now)
-	} else {
+	default:
+		if n := e.fails.recover(); n > 0 {
+			eng.log.Info("replication recovered", "db", e.Path, "after_failures", n)
+		}
 		eng.settle(e, r, now)
 	}
 	eng.updateNextDue(e)
 }
 
-// settle records the outcome of a sync, release or close.
+// settle records a sync, release or close that succeeded.
 func (eng *Engine) settle(e *entry, r result, now time.Time) {
-	if r.err != nil {
-		eng.failed(e, r, now)
-		return
-	}
-	if n := e.fails.recover(); n > 0 {
-		eng.log.Info("replication recovered", "db", e.Path, "after_failures", n)
-	}
 	switch r.kind {
 	case jobCool, jobClose:
 		eng.released(now)
