@@ -16,7 +16,7 @@ const (
 	smallMax          = 8192
 	chunkLen          = 4096 // entries: 16 KiB of frame numbers
 	chunkBytes        = chunkLen * 4
-	maxResidentChunks = 256 // 4 MiB resident, whatever the database size
+	maxResidentChunks = 64 // 1 MiB resident, whatever the database size
 )
 
 type chunk struct {
