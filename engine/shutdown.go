@@ -71,6 +71,9 @@ func (eng *Engine) syncAndClose(ctx context.Context, e *entry) error {
 	}
 	var errs []error
 	if (e.dirty || e.db == nil) && !e.removed {
+		if e.resync != "" {
+			db.Resync(e.resync) // as a sync job does: asked for while it was open
+		}
 		if _, err := db.Sync(ctx); err != nil {
 			errs = append(errs, fmt.Errorf("final sync of %s: %w", e.Path, err))
 		}
