@@ -1,40 +1,15 @@
 package engine_test
 
 import (
-	"context"
-	"errors"
 	"path/filepath"
 	"sync/atomic"
 	"testing"
 	"time"
 
-	"github.com/superfly/ltx"
-
 	"github.com/walsync/walsync/compact"
 	"github.com/walsync/walsync/engine"
-	"github.com/walsync/walsync/storage"
 	"github.com/walsync/walsync/storage/file"
 )
-
-// snapListFails fails every listing of the snapshot level once armed:
-// retention lists snapshots first, syncs never do.
-type snapListFails struct {
-	storage.Client
-	armed *atomic.Bool
-	fails *atomic.Int64
-}
-
-func (c snapListFails) Sub(name string) storage.Client {
-	return snapListFails{Client: c.Client.Sub(name), armed: c.armed, fails: c.fails}
-}
-
-func (c snapListFails) LTXFiles(ctx context.Context, level int, after ltx.TXID) (storage.FileIterator, error) {
-	if level == storage.SnapshotLevel && c.armed.Load() {
-		c.fails.Add(1)
-		return nil, errors.New("injected: cannot list snapshots")
-	}
-	return c.Client.LTXFiles(ctx, level, after)
-}
 
 // failingRetention starts an engine on one database whose retention, on
 // its own schedule, fails from the first write after settled says the
