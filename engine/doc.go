@@ -18,15 +18,15 @@
 //     with each job.
 //   - scheduler.go: plan, which picks the jobs to run now and when to
 //     look again: priorities, fairness, the hot set, forced releases.
-//   - lifecycle.go: one database (entry) and its states, new, hot, cold,
-//     removed, refused, failing: adding, claiming a replica name, opening,
-//     what a sync, release or close result changes, retries.
+//   - lifecycle.go: one database (entry) and its states (new, hot, cold,
+//     removed, refused; failing is a back-off on top of any): adding,
+//     claiming a replica name, opening, taking in results, retries.
 //   - background.go: snapshots, compaction and retention: when each is
 //     due, what its result changes, its own back-off.
 //   - discovery.go: file events, the stat sweep and scans of Sources:
 //     what changed, and databases that appeared, moved or went.
 //   - limits.go: process limits: running out of fds, trimming the C heap.
-//   - shutdown.go: the final sync at stop.
+//   - shutdown.go: the final sync at stop, resyncs asked for included.
 //   - statefile.go: the state file that lets a clean restart skip reading
 //     every replica.
 //   - status.go: Status, a picture taken on the scheduler goroutine.
