@@ -18,6 +18,8 @@ import (
 	"time"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/walsync/walsync/internal/fsx"
 )
 
 // This file puts a restored database in place without destroying anything
@@ -365,7 +367,7 @@ func recoverAsides(out string, log *slog.Logger) error {
 			var conflict string
 			if cur != 0 && writtenSince(out, p) {
 				conflict = "the database was written after it was set aside, and putting it back would undo those writes"
-			} else if err := renameNoReplace(p, out+s); err == nil {
+			} else if err := fsx.RenameNoReplace(p, out+s); err == nil {
 				log.Warn("put back a file that a restore killed before replacing the database had set aside", "path", out+s)
 				continue
 			} else if errors.Is(err, fs.ErrExist) {
@@ -412,7 +414,7 @@ func setAside(out string, ino uint64) ([]aside, error) {
 			continue
 		}
 		a := aside{out + s, asideName(out, s, ino)}
-		if err := renameNoReplace(a.from, a.to); err != nil {
+		if err := fsx.RenameNoReplace(a.from, a.to); err != nil {
 			err = fmt.Errorf("set %s aside before replacing %s: %w", a.from, out, err)
 			return nil, errors.Join(err, putBack(done))
 		}
@@ -425,28 +427,11 @@ func setAside(out string, ino uint64) ([]aside, error) {
 func putBack(done []aside) error {
 	var errs []error
 	for _, a := range done {
-		if err := renameNoReplace(a.to, a.from); err != nil {
+		if err := fsx.RenameNoReplace(a.to, a.from); err != nil {
 			errs = append(errs, fmt.Errorf("put back %s: %w; rename %s to %s by hand before opening the database: it holds the old database's last transactions", a.from, err, a.to, a.from))
 		}
 	}
 	return errors.Join(errs...)
-}
-
-// renameNoReplace renames from to to, failing with fs.ErrExist if to
-// exists. Where RENAME_NOREPLACE is unsupported it links and unlinks
-// instead, which fails the same way.
-func renameNoReplace(from, to string) error {
-	err := unix.Renameat2(unix.AT_FDCWD, from, unix.AT_FDCWD, to, unix.RENAME_NOREPLACE)
-	if !errors.Is(err, unix.EINVAL) && !errors.Is(err, unix.ENOSYS) && !errors.Is(err, unix.EOPNOTSUPP) {
-		if err != nil {
-			return &os.LinkError{Op: "rename", Old: from, New: to, Err: err}
-		}
-		return nil
-	}
-	if err := os.Link(from, to); err != nil {
-		return err
-	}
-	return os.Remove(from)
 }
 
 // setOwnerMode gives the temp file the owner and mode of the regular file
@@ -553,7 +538,7 @@ func commit(ctx context.Context, tmp *os.File, out string, force bool, log *slog
 	if replace {
 		err = os.Rename(tmp.Name(), out)
 	} else {
-		err = renameNoReplace(tmp.Name(), out)
+		err = fsx.RenameNoReplace(tmp.Name(), out)
 	}
 	if err != nil {
 		var perr error

@@ -56,6 +56,7 @@ type Proxy struct {
 	byOp       map[string]int
 	injected   int
 	requestSeq int
+	strip      []string // request headers not forwarded
 }
 
 // New starts a proxy on 127.0.0.1 (a free port) that forwards to target, an
@@ -162,6 +163,16 @@ func (p *Proxy) SetFilter(f func(r *http.Request) bool) {
 	p.filter = f
 }
 
+// StripRequestHeaders removes the named headers from every request it
+// forwards (until Reset), as a server that ignores them would: for
+// example "If-None-Match", which SigV4 does not sign, for a server
+// without conditional writes.
+func (p *Proxy) StripRequestHeaders(names ...string) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	p.strip = append(p.strip, names...)
+}
+
 // Requests returns the number of requests received since New or Reset, by
 // HTTP method ("GET", "PUT", ...), including those that got a fault.
 func (p *Proxy) Requests() map[string]int {
@@ -195,6 +206,7 @@ func (p *Proxy) Reset() {
 	p.dropReqN, p.dropRespN, p.delay, p.filter = 0, 0, 0, nil
 	p.byMethod, p.byOp = map[string]int{}, map[string]int{}
 	p.injected = 0
+	p.strip = nil
 }
 
 func cloneCounts(m map[string]int) map[string]int {
@@ -348,6 +360,11 @@ func (p *Proxy) forward(r *http.Request) (*http.Response, error) {
 	for _, k := range connectionTokens(r.Header) {
 		out.Header.Del(k)
 	}
+	p.mu.Lock()
+	for _, k := range p.strip {
+		out.Header.Del(k)
+	}
+	p.mu.Unlock()
 	if _, ok := r.Header["User-Agent"]; !ok {
 		out.Header["User-Agent"] = []string{""} // add none of our own
 	}

@@ -10,9 +10,13 @@ package file
 import (
 	"cmp"
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"io"
+	"io/fs"
+	"log/slog"
 	"net/url"
 	"os"
 	"path/filepath"
@@ -24,6 +28,7 @@ import (
 	"github.com/superfly/ltx"
 	"golang.org/x/sys/unix"
 
+	"github.com/walsync/walsync/internal/fsx"
 	"github.com/walsync/walsync/storage"
 )
 
@@ -136,13 +141,12 @@ func (c *Client) WriteLTXFile(ctx context.Context, level int, minTXID, maxTXID l
 	if err := tmp.Sync(); err != nil {
 		return nil, fmt.Errorf("fsync %s: %w", tmp.Name(), err)
 	}
+	sidecar := false
 	if err := unix.Fsetxattr(int(tmp.Fd()), XattrSHA256, []byte(sp.SHA256), 0); err != nil {
 		if !errors.Is(err, unix.ENOTSUP) {
 			return nil, fmt.Errorf("set %s on %s: %w", XattrSHA256, tmp.Name(), err)
 		}
-		if err := writeSidecar(path+SidecarSuffix, sp.SHA256); err != nil {
-			return nil, err
-		}
+		sidecar = true
 	}
 	ts := sp.Timestamp()
 	if err := tmp.Close(); err != nil {
@@ -152,10 +156,23 @@ func (c *Client) WriteLTXFile(ctx context.Context, level int, minTXID, maxTXID l
 	if err := os.Chtimes(tmp.Name(), ts, ts); err != nil {
 		return nil, err
 	}
-	if err := os.Rename(tmp.Name(), path); err != nil {
+	// Never over an existing file: another writer's, or our own earlier
+	// write of the same bytes (storage.ResolveExisting decides which).
+	if err := fsx.RenameNoReplace(tmp.Name(), path); errors.Is(err, fs.ErrExist) {
+		return storage.ResolveExisting(ctx, c, slog.Default(), path, level, minTXID, maxTXID, sp.SHA256, existing(path))
+	} else if err != nil {
 		return nil, fmt.Errorf("rename into place: %w", err)
 	}
 	committed = true
+	// The sidecar goes in only once the file is ours: written before, it
+	// could replace the sidecar of another writer's file. Until it is in
+	// place (or if this process dies first) the file is read like
+	// Litestream's, verified by its LTX checksums alone.
+	if sidecar {
+		if err := writeSidecar(path+SidecarSuffix, sp.SHA256); err != nil {
+			return nil, err
+		}
+	}
 	if err := syncDir(dir); err != nil {
 		return nil, err
 	}
@@ -260,11 +277,14 @@ func (c *Client) DeleteLTXFiles(ctx context.Context, files []*storage.FileInfo) 
 			return err
 		}
 		path := c.Path(fi.Level, fi.MinTXID, fi.MaxTXID)
-		if err := os.Remove(path); err != nil && !errors.Is(err, os.ErrNotExist) {
-			return fmt.Errorf("delete %s: %w", path, err)
-		}
+		// The sidecar first: a file left without one is read like
+		// Litestream's; a sidecar left without its file would be stale
+		// for the next file of that name.
 		if err := os.Remove(path + SidecarSuffix); err != nil && !errors.Is(err, os.ErrNotExist) {
 			return fmt.Errorf("delete %s: %w", path+SidecarSuffix, err)
+		}
+		if err := os.Remove(path); err != nil && !errors.Is(err, os.ErrNotExist) {
+			return fmt.Errorf("delete %s: %w", path, err)
 		}
 		dirs[filepath.Dir(path)] = true
 	}
@@ -341,20 +361,50 @@ func validSHA256(s, path string) (string, error) {
 	return s, nil
 }
 
+// writeSidecar puts the SHA-256 sidecar of a file this process just
+// created in place, whole or not at all: a temp file of its own (two
+// writers never share one), fsynced, renamed over any stale sidecar left by
+// a deleted file of the same name.
 func writeSidecar(path, sum string) error {
-	tmp := path + ".tmp"
-	if err := os.WriteFile(tmp, []byte(sum+"\n"), 0o644); err != nil {
-		return fmt.Errorf("write %s: %w", tmp, err)
+	f, err := os.CreateTemp(filepath.Dir(path), filepath.Base(path)+".*.tmp")
+	if err != nil {
+		return fmt.Errorf("create %s: %w", path, err)
 	}
-	f, err := os.Open(tmp)
+	_, err = f.WriteString(sum + "\n")
 	if err == nil {
 		err = f.Sync()
-		f.Close()
+	}
+	if cerr := f.Close(); err == nil {
+		err = cerr
+	}
+	if err == nil {
+		err = os.Rename(f.Name(), path)
 	}
 	if err != nil {
-		return fmt.Errorf("fsync %s: %w", tmp, err)
+		os.Remove(f.Name())
+		return fmt.Errorf("write %s: %w", path, err)
 	}
-	return os.Rename(tmp, path)
+	return nil
+}
+
+// existing describes the file at path, found where a write meant to create
+// it. Its SHA-256 is computed from its bytes: a recorded one may not be in
+// place yet (a sidecar follows the file).
+func existing(path string) storage.Existing {
+	ex := storage.Existing{Size: -1}
+	f, err := os.Open(path)
+	if err != nil {
+		return ex
+	}
+	defer f.Close()
+	if fi, err := f.Stat(); err == nil {
+		ex.Size, ex.CreatedAt = fi.Size(), fi.ModTime().UTC()
+	}
+	h := sha256.New()
+	if _, err := io.Copy(h, f); err == nil {
+		ex.SHA256 = hex.EncodeToString(h.Sum(nil))
+	}
+	return ex
 }
 
 func syncDir(dir string) error {

@@ -11,6 +11,7 @@ import (
 	"bytes"
 	"context"
 	"crypto/md5"
+	crand "crypto/rand"
 	"crypto/sha256"
 	"encoding/base64"
 	"encoding/hex"
@@ -129,6 +130,18 @@ func (c *Client) WriteLTXFile(ctx context.Context, level int, minTXID, maxTXID l
 	} else {
 		err = c.putObject(ctx, key, h, sp)
 	}
+	if preconditionFailed(err) || noSuchUpload(err) {
+		// The object exists: another writer's, or our own earlier attempt
+		// whose answer was lost. storage.ResolveExisting decides.
+		other, herr := c.head(ctx, key)
+		if herr != nil {
+			return nil, fmt.Errorf("s3: %s already exists and its metadata cannot be read (will look again): %w", c.objectURL(key), herr)
+		}
+		if noSuchUpload(err) && other.SHA256 != sp.SHA256 {
+			return nil, err
+		}
+		return storage.ResolveExisting(ctx, c, c.s.cfg.Logger, c.objectURL(key), level, minTXID, maxTXID, sp.SHA256, other)
+	}
 	if err != nil {
 		return nil, err
 	}
@@ -156,7 +169,7 @@ func (c *Client) spool(r io.Reader, minTXID, maxTXID ltx.TXID) (*storage.Spooled
 }
 
 func (c *Client) putObject(ctx context.Context, key string, h http.Header, sp *storage.Spooled) error {
-	resp, err := c.s.do(ctx, &request{
+	resp, err := c.s.doCreate(ctx, &request{
 		op: "put", method: http.MethodPut, key: key, header: h,
 		body: io.NewSectionReader(sp.File, 0, sp.Size), length: sp.Size, sha256: sp.SHA256,
 	})
@@ -165,6 +178,112 @@ func (c *Client) putObject(ctx context.Context, key string, h http.Header, sp *s
 	}
 	drain(resp)
 	return nil
+}
+
+// doCreate sends r, a request that creates an object, with If-None-Match: *
+// so that it never replaces one (HTTP 412 PreconditionFailed if the object
+// exists). A server that answers 501 NotImplemented to the header gets
+// unconditional creates from then on, with a warning.
+func (s *store) doCreate(ctx context.Context, r *request) (*http.Response, error) {
+	if !s.noConditional.Load() {
+		cr := *r
+		cr.header = r.header.Clone()
+		if cr.header == nil {
+			cr.header = http.Header{}
+		}
+		cr.header.Set("If-None-Match", "*")
+		resp, err := s.do(ctx, &cr)
+		var se *Error
+		if !errors.As(err, &se) || se.Status != http.StatusNotImplemented {
+			return resp, err
+		}
+		if !s.noConditional.Swap(true) {
+			s.cfg.Logger.Warn("the S3 server does not support conditional writes (If-None-Match): a second process writing the same replica cannot be detected; run one walsync per replica",
+				"bucket", s.cfg.Bucket, "endpoint", s.endpointString(), "error", err)
+		}
+	}
+	return s.do(ctx, r)
+}
+
+// preconditionFailed reports a create refused because the object exists.
+func preconditionFailed(err error) bool {
+	var se *Error
+	return errors.As(err, &se) && (se.Status == http.StatusPreconditionFailed || se.Code == "PreconditionFailed")
+}
+
+// noSuchUpload reports a multipart completion whose upload is gone: after
+// a retry, possibly because the first attempt completed it.
+func noSuchUpload(err error) bool {
+	var se *Error
+	return errors.As(err, &se) && se.Code == "NoSuchUpload"
+}
+
+// head returns what the object's metadata says of it.
+func (c *Client) head(ctx context.Context, key string) (storage.Existing, error) {
+	resp, err := c.s.do(ctx, &request{op: "head", method: http.MethodHead, key: key})
+	if err != nil {
+		return storage.Existing{}, err
+	}
+	drain(resp)
+	ex := storage.Existing{Size: resp.ContentLength, SHA256: strings.ToLower(resp.Header.Get("X-Amz-Meta-" + MetaSHA256))}
+	if ts, err := time.Parse(time.RFC3339Nano, resp.Header.Get("X-Amz-Meta-"+MetaTimestamp)); err == nil {
+		ex.CreatedAt = ts.UTC()
+	} else if lm, err := http.ParseTime(resp.Header.Get("Last-Modified")); err == nil {
+		ex.CreatedAt = lm.UTC()
+	}
+	return ex, nil
+}
+
+// ProbeConditionalWrites reports whether the server refuses to replace an
+// object created with If-None-Match: *, the protection against a second
+// process writing the same replica. It creates one small object below the
+// client's prefix twice and deletes it: three or four requests.
+func (c *Client) ProbeConditionalWrites(ctx context.Context) (bool, error) {
+	var rnd [8]byte
+	if _, err := crand.Read(rnd[:]); err != nil {
+		return false, err
+	}
+	key := ".walsync-probe-" + hex.EncodeToString(rnd[:])
+	if c.prefix != "" {
+		key = c.prefix + "/" + key
+	}
+	body := []byte("walsync conditional write probe\n")
+	sum := sha256.Sum256(body)
+	put := func() error {
+		resp, err := c.s.do(ctx, &request{
+			op: "put probe", method: http.MethodPut, key: key, header: http.Header{"If-None-Match": {"*"}},
+			body: bytes.NewReader(body), length: int64(len(body)), sha256: hex.EncodeToString(sum[:]),
+		})
+		if err == nil {
+			drain(resp)
+		}
+		return err
+	}
+	defer func() {
+		dctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 30*time.Second)
+		defer cancel()
+		if resp, err := c.s.do(dctx, &request{op: "delete probe", method: http.MethodDelete, key: key}); err == nil {
+			drain(resp)
+		} else {
+			c.s.cfg.Logger.Warn("could not delete the conditional write probe object", "object", c.objectURL(key), "error", err)
+		}
+	}()
+	var se *Error
+	if err := put(); errors.As(err, &se) && se.Status == http.StatusNotImplemented {
+		return false, nil
+	} else if err != nil {
+		return false, fmt.Errorf("probe conditional writes: %w", err)
+	}
+	switch err := put(); {
+	case err == nil:
+		return false, nil // replaced: the header was ignored
+	case preconditionFailed(err):
+		return true, nil
+	case errors.As(err, &se) && se.Status == http.StatusNotImplemented:
+		return false, nil
+	default:
+		return false, fmt.Errorf("probe conditional writes: %w", err)
+	}
 }
 
 // putMultipart uploads sp in parts read straight from the spool file, so
@@ -232,9 +351,14 @@ func (c *Client) putMultipart(ctx context.Context, key string, h http.Header, sp
 		return err
 	}
 	sum := sha256.Sum256(body)
+	ch := http.Header{"Content-Type": {"application/xml"}}
+	if !c.s.noConditional.Load() {
+		// Never over an existing object; versitygw and AWS answer 412.
+		ch.Set("If-None-Match", "*")
+	}
 	complete := &request{
 		op: "complete multipart upload", method: http.MethodPost, key: key,
-		query: url.Values{"uploadId": {uploadID}}, header: http.Header{"Content-Type": {"application/xml"}},
+		query: url.Values{"uploadId": {uploadID}}, header: ch,
 		body: bytes.NewReader(body), length: int64(len(body)), sha256: hex.EncodeToString(sum[:]),
 	}
 	// A 200 response may still carry an error document; a retryable one
@@ -246,6 +370,14 @@ func (c *Client) putMultipart(ctx context.Context, key string, h http.Header, sp
 			}
 		}
 		resp, err = c.s.do(ctx, complete)
+		var se *Error
+		if errors.As(err, &se) && se.Status == http.StatusNotImplemented && complete.header.Get("If-None-Match") != "" {
+			c.s.noConditional.Store(true)
+			c.s.cfg.Logger.Warn("the S3 server does not support conditional multipart completion (If-None-Match): a second process writing the same replica cannot be detected on large files",
+				"bucket", c.s.cfg.Bucket, "endpoint", c.s.endpointString())
+			complete.header.Del("If-None-Match")
+			resp, err = c.s.do(ctx, complete)
+		}
 		if err != nil {
 			return err
 		}

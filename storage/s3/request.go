@@ -14,6 +14,7 @@ import (
 	"net/http"
 	"net/url"
 	"strings"
+	"sync/atomic"
 	"time"
 
 	"github.com/walsync/walsync/storage"
@@ -82,7 +83,9 @@ func (e *Error) Unwrap() error {
 // retryable reports whether the failure may go away by itself.
 func (e *Error) retryable() bool {
 	switch e.Code {
-	case "SlowDown", "InternalError", "RequestTimeout", "ServiceUnavailable", "Throttling", "ThrottlingException", "RequestTimeTooSkewed":
+	case "SlowDown", "InternalError", "RequestTimeout", "ServiceUnavailable", "Throttling", "ThrottlingException", "RequestTimeTooSkewed",
+		"ConditionalRequestConflict": // AWS: a concurrent conditional write to the key; retry it
+
 		return e.Code != "RequestTimeTooSkewed"
 	}
 	return e.Status >= 500 || e.Status == http.StatusTooManyRequests || e.Status == http.StatusRequestTimeout
@@ -107,6 +110,9 @@ type store struct {
 	http   *http.Client
 	signer *signer
 	tigris bool
+	// noConditional: the server answered 501 to If-None-Match; creates
+	// are sent without it.
+	noConditional atomic.Bool
 }
 
 func newStore(cfg *resolved) *store {

@@ -781,3 +781,62 @@ func TestCABundleTLS(t *testing.T) {
 		t.Fatalf("a missing CA bundle: %v, want an error naming AWS_CA_BUNDLE", err)
 	}
 }
+
+// TestConditionalWrites: versitygw refuses to replace an object created
+// with If-None-Match, and the probe says so; behind a proxy that strips the
+// header (a server without conditional writes) the probe reports it.
+func TestConditionalWrites(t *testing.T) {
+	s := testenv.S3(t)
+	bucket := s.NewBucket(t)
+	ctx := context.Background()
+	p := newProxy(t, s)
+	c := newClient(t, s, p.URL(), bucket, "probe", nil)
+	if ok, err := c.ProbeConditionalWrites(ctx); err != nil || !ok {
+		t.Fatalf("probe against versitygw: %v, %v; want supported", ok, err)
+	}
+	if keys := awsKeys(t, s, bucket, "probe/"); len(keys) != 0 {
+		t.Fatalf("the probe left %q", keys)
+	}
+	ops := p.Operations()
+	if ops["PutObject"] != 2 || ops["DeleteObject"] != 1 || len(ops) != 2 {
+		t.Fatalf("probe requests %v: want 2 PUTs and 1 DELETE", ops)
+	}
+
+	p.Reset()
+	p.StripRequestHeaders("If-None-Match")
+	if ok, err := c.ProbeConditionalWrites(ctx); err != nil || ok {
+		t.Fatalf("probe through a proxy that strips If-None-Match: %v, %v; want unsupported", ok, err)
+	}
+	// Without the header the server replaces the object: what the probe
+	// is there to report.
+	data := storagetest.LTX(t, 1, 1, 1, 4096, testTime, false)
+	writeFile(t, c, 0, 1, 1, data)
+	other := storagetest.LTX(t, 1, 1, 2, 4096, testTime, false)
+	if _, err := c.WriteLTXFile(ctx, 0, 1, 1, bytes.NewReader(other)); err != nil {
+		t.Fatalf("unconditional write: %v", err)
+	}
+
+	// With the header back, the multipart path is refused too.
+	p.Reset()
+	mp := newClient(t, s, p.URL(), bucket, "probe-mp", func(cfg *s3.Config) {
+		cfg.PartSize = 5 << 20
+		cfg.MultipartThreshold = 5 << 20
+	})
+	big := storagetest.LTX(t, 1, 1, 1500, 4096, testTime, true)
+	writeFile(t, mp, 0, 1, 1, big)
+	bigOther := storagetest.LTX(t, 1, 1, 1501, 4096, testTime, true)
+	_, err := mp.WriteLTXFile(ctx, 0, 1, 1, bytes.NewReader(bigOther))
+	if !errors.Is(err, storage.ErrConflict) {
+		t.Fatalf("multipart write over an existing L0 file: %v, want ErrConflict", err)
+	}
+	if got := readFile(t, mp, 0, 1, 1); !bytes.Equal(got, big) {
+		t.Fatal("the multipart completion replaced the object")
+	}
+	if ops := p.Operations(); ops["CompleteMultipartUpload"] != 2 || ops["AbortMultipartUpload"] != 1 {
+		t.Fatalf("requests %v: want the refused upload aborted", ops)
+	}
+	// Our own multipart write retried: success.
+	if fi, err := mp.WriteLTXFile(ctx, 0, 1, 1, bytes.NewReader(big)); err != nil || fi.SHA256 != sha256Hex(big) {
+		t.Fatalf("retrying our own multipart write: %+v, %v", fi, err)
+	}
+}

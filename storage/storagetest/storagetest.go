@@ -261,6 +261,105 @@ func Run(t *testing.T, b Backend) {
 		}
 	})
 
+	t.Run("NeverReplaces", func(t *testing.T) {
+		c := b.New(t)
+		mine := LTX(t, 5, 5, 2, 4096, ts, true)
+		theirs := LTX(t, 5, 5, 3, 4096, ts.Add(time.Second), true)
+		write2(t, c, 0, 5, 5, mine)
+		_, err := c.WriteLTXFile(ctx, 0, 5, 5, bytes.NewReader(theirs))
+		if !errors.Is(err, storage.ErrConflict) {
+			t.Fatalf("a second writer's L0 file over an existing one: %v, want ErrConflict", err)
+		}
+		var ce *storage.ConflictError
+		if !errors.As(err, &ce) || ce.Other.SHA256 != sha256Hex(mine) || ce.Other.Size != int64(len(mine)) {
+			t.Fatalf("the conflict does not describe the object in place (sha256 %s, size %d): %#v", sha256Hex(mine), len(mine), ce)
+		}
+		if got := readAll(t, c, 0, 5, 5); !bytes.Equal(got, mine) {
+			t.Fatal("the L0 file in place was replaced")
+		}
+		// Levels 1-9: the file in place is kept and described.
+		for _, level := range []int{1, 3, 9} {
+			write2(t, c, level, 1, 5, LTX(t, 1, 5, 2, 4096, ts, true))
+			first := readAll(t, c, level, 1, 5)
+			other := LTX(t, 1, 5, 4, 4096, ts.Add(time.Minute), true)
+			fi, err := c.WriteLTXFile(ctx, level, 1, 5, bytes.NewReader(other))
+			if err != nil {
+				t.Fatalf("L%d: writing the same TXIDs again with other bytes: %v, want the existing file kept", level, err)
+			}
+			if fi.SHA256 != sha256Hex(first) || fi.Size != int64(len(first)) || !fi.CreatedAt.Equal(ts) {
+				t.Fatalf("L%d: returned %+v, want the file in place (sha256 %s, size %d, created %v)", level, fi, sha256Hex(first), len(first), ts)
+			}
+			if got := readAll(t, c, level, 1, 5); !bytes.Equal(got, first) {
+				t.Fatalf("L%d: the file in place was replaced", level)
+			}
+		}
+		// A corrupt file in place at levels 1-9 is not replaced either;
+		// the write fails naming it.
+		write2(t, c, 2, 6, 9, LTX(t, 6, 9, 2, 4096, ts, true))
+		bad := LTX(t, 6, 9, 2, 4096, ts, true)
+		bad[ltx.HeaderSize+40] ^= 1
+		b.Replace(t, c, 2, 6, 9, bad, false)
+		if _, err := c.WriteLTXFile(ctx, 2, 6, 9, bytes.NewReader(LTX(t, 6, 9, 3, 4096, ts, true))); !storage.IsCorrupt(err) {
+			t.Fatalf("writing over a corrupt L2 file: %v, want the CorruptError of the file in place", err)
+		}
+	})
+
+	t.Run("SameBytesRetry", func(t *testing.T) {
+		c := b.New(t)
+		for _, level := range []int{0, 1, 9} {
+			data := LTX(t, 1, 7, 2, 4096, ts, true)
+			fi1, err := c.WriteLTXFile(ctx, level, 1, 7, bytes.NewReader(data))
+			if err != nil {
+				t.Fatal(err)
+			}
+			// Our own write landed but its answer was lost: the retry
+			// succeeds with the same description.
+			fi2, err := c.WriteLTXFile(ctx, level, 1, 7, bytes.NewReader(data))
+			if err != nil {
+				t.Fatalf("L%d: retrying a write that landed: %v", level, err)
+			}
+			if *fi1 != *fi2 {
+				t.Fatalf("L%d: retry returned %+v, the first write %+v", level, fi2, fi1)
+			}
+		}
+	})
+
+	t.Run("ConcurrentCreatorsOneWins", func(t *testing.T) {
+		c := b.New(t)
+		const n = 6
+		datas := make([][]byte, n)
+		for i := range datas {
+			datas[i] = LTX(t, 8, 8, 1+i, 4096, ts.Add(time.Duration(i)*time.Second), true)
+		}
+		var wg sync.WaitGroup
+		errs := make([]error, n)
+		for i := range datas {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				_, errs[i] = c.WriteLTXFile(ctx, 0, 8, 8, bytes.NewReader(datas[i]))
+			}()
+		}
+		wg.Wait()
+		winner := -1
+		for i, err := range errs {
+			switch {
+			case err == nil && winner >= 0:
+				t.Fatalf("writers %d and %d both created L0 8-8", winner, i)
+			case err == nil:
+				winner = i
+			case !errors.Is(err, storage.ErrConflict):
+				t.Fatalf("writer %d: %v, want success or ErrConflict", i, err)
+			}
+		}
+		if winner < 0 {
+			t.Fatal("no writer created L0 8-8")
+		}
+		if got := readAll(t, c, 0, 8, 8); !bytes.Equal(got, datas[winner]) {
+			t.Fatal("the stored file is not the one whose write succeeded")
+		}
+	})
+
 	t.Run("RangeRead", func(t *testing.T) {
 		c := b.New(t)
 		data := LTX(t, 1, 1, 4, 4096, ts, true)
@@ -328,6 +427,11 @@ func Run(t *testing.T, b Backend) {
 		}
 		for name, mutate := range cases {
 			for _, keepSHA := range []bool{true, false} {
+				// A write never replaces an object, a corrupt one
+				// included: start each case from none.
+				if err := c.DeleteLTXFiles(ctx, []*storage.FileInfo{{Level: 9, MinTXID: 1, MaxTXID: 1}}); err != nil {
+					t.Fatal(err)
+				}
 				write2(t, c, 9, 1, 1, data)
 				bad := mutate(bytes.Clone(data))
 				b.Replace(t, c, 9, 1, 1, bad, keepSHA)
@@ -387,6 +491,11 @@ func list(t *testing.T, c storage.Client, level int, after ltx.TXID) []*storage.
 		t.Fatal(err)
 	}
 	return files
+}
+
+func sha256Hex(b []byte) string {
+	sum := sha256.Sum256(b)
+	return hex.EncodeToString(sum[:])
 }
 
 func first(a []*storage.FileInfo) *storage.FileInfo {
