@@ -69,6 +69,9 @@ func (db *DB) Cool(ctx context.Context, force bool) (*State, error) {
 	if db.pin == nil {
 		return nil, errors.New("database is closed")
 	}
+	if db.conflict != nil {
+		return nil, db.conflict
+	}
 	if db.pending != nil || db.resync != "" {
 		return nil, fmt.Errorf("%w: a sync is due", ErrNotIdle)
 	}

@@ -104,6 +104,9 @@ type DB struct {
 	recheck bool         // confirm the replica's end before the next upload
 	// snapshotTXID is the TXID of the last snapshot this DB uploaded.
 	snapshotTXID ltx.TXID
+	// conflict, once set, is why this DB uploads nothing more: another
+	// writer created a file it meant to create (storage.ErrConflict).
+	conflict error
 
 	framesSinceCkpt int64
 }
@@ -332,7 +335,10 @@ func (db *DB) TXID() ltx.TXID {
 func (db *DB) Close(ctx context.Context) error {
 	db.mu.Lock()
 	defer db.mu.Unlock()
-	err := db.uploadPending(ctx)
+	var err error
+	if db.conflict == nil { // the conflict was reported by the call that met it
+		err = db.uploadPending(ctx)
+	}
 	db.closeLocked()
 	return err
 }

@@ -17,6 +17,9 @@ import (
 
 // uploadPending uploads the captured file, if any.
 func (db *DB) uploadPending(ctx context.Context) error {
+	if db.conflict != nil {
+		return db.conflict
+	}
 	p := db.pending
 	if p == nil {
 		return nil
@@ -29,7 +32,15 @@ func (db *DB) uploadPending(ctx context.Context) error {
 	if _, err := p.f.Seek(0, io.SeekStart); err != nil {
 		return err
 	}
-	if _, err := db.opts.Client.WriteLTXFile(ctx, p.level, p.minTX, p.maxTX, p.f); err != nil {
+	if _, err := db.opts.Client.WriteLTXFile(ctx, p.level, p.minTX, p.maxTX, p.f); errors.Is(err, storage.ErrConflict) {
+		// Another process created this TXID: it writes this replica too.
+		// Stop for good; its files stay as they are.
+		p.f.Close()
+		db.pending = nil
+		db.conflict = fmt.Errorf("database %s is no longer replicated to %s: another walsync (or Litestream) process writes this replica; stop one of them; the files it wrote are kept: %w",
+			db.opts.Path, db.opts.Client, err)
+		return db.conflict
+	} else if err != nil {
 		// Whatever failed (the bucket deleted, another writer, an outage),
 		// look before writing again.
 		db.recheck = true
