@@ -8,7 +8,9 @@ package engine
 //	hot      e.db: its pin held, its WAL polled
 //	cold     e.cold: released; a capture.State and nothing open
 //	removed  gone from its source: closed if hot, then forgotten
-//	refused  its replica name is another database's: never opened
+//	refused  its replica name is another database's: never opened; or
+//	         another process writes its replica (storage.ErrConflict): closed,
+//	         never synced again
 //
 // new or cold -> hot: a sync or snapshot job opens it (open), counted in
 // Engine.hot from the moment the job is handed out. hot -> cold: a cool
@@ -43,7 +45,8 @@ type entry struct {
 	verify  bool           // cold came from the state file: confirm the replica's end before uploading
 	removed bool           // gone from its source: close and forget
 	// refused is why this database is never replicated: its replica name
-	// is another database's (the first to claim a name keeps it).
+	// is another database's (the first to claim a name keeps it), or
+	// another process writes its replica (conflicted).
 	refused string
 	// resync, when set, is why the next sync must write a full image and
 	// a snapshot (the replica lost files); cleared once one is written.
@@ -157,6 +160,19 @@ func (eng *Engine) claim(e *entry) {
 	eng.log.Error("two databases map to one replica name; refusing the second", "db", e.Path, "other_db", owner.Path, "replica", e.Client.String())
 }
 
+// conflicted stops e for good: another process created a file of its
+// replica that e was about to write, so two processes write one replica.
+// e is refused from now on: logged once, shown in status, closed without
+// another upload, never retried or synced at stop; the other process's
+// files are left as they are.
+func (eng *Engine) conflicted(e *entry, err error) {
+	e.refused = err.Error()
+	e.dirty, e.kick, e.resync = false, false, ""
+	e.fails, e.bgFails = failures{}, failures{}
+	eng.log.Error("another process writes this database's replica; no longer replicating it: stop one of the two processes",
+		"db", e.Path, "replica", e.Client.String(), "error", err)
+}
+
 // markDirty notes a change to ship; a worker's database is looked at again
 // when the worker is done.
 func (eng *Engine) markDirty(e *entry, now time.Time) {
@@ -243,6 +259,8 @@ func (eng *Engine) finish(r result) {
 		eng.markDirty(e, now)
 	}
 	switch {
+	case errors.Is(r.err, storage.ErrConflict): // from any upload: a sync, snapshot, release or close
+		eng.conflicted(e, r.err)
 	case r.kind.background() && errors.Is(r.err, compact.ErrReplicaLost): // from compaction or retention
 		eng.replicaLost(e, r.err, now)
 	case r.err != nil && r.kind.background():

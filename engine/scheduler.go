@@ -99,6 +99,9 @@ func (eng *Engine) plan(now time.Time, polling bool, free int) ([]job, time.Time
 			continue
 		}
 		if e.refused != "" {
+			if e.db != nil && len(syncs) < free {
+				syncs = append(syncs, job{e: e, kind: jobClose}) // refused while open
+			}
 			continue
 		}
 		if now.Before(e.fails.retryAt) {

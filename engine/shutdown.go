@@ -25,7 +25,10 @@ func (eng *Engine) finalSync(ctx context.Context) error {
 			continue
 		}
 		if e.refused != "" {
-			continue // never a byte to another database's replica
+			if e.db != nil {
+				todo = append(todo, e) // closed, not synced
+			}
+			continue // never a byte to another database's or process's replica
 		}
 		if e.db != nil {
 			eng.poll(e, now)
@@ -70,7 +73,8 @@ func (eng *Engine) syncAndClose(ctx context.Context, e *entry) error {
 		}
 	}
 	var errs []error
-	if (e.dirty || e.db == nil) && !e.removed {
+	refused := e.refused != ""
+	if (e.dirty || e.db == nil) && !e.removed && !refused {
 		if e.resync != "" {
 			db.Resync(e.resync) // as a sync job does: asked for while it was open
 		}
@@ -81,7 +85,7 @@ func (eng *Engine) syncAndClose(ctx context.Context, e *entry) error {
 	// With a state file, release it the way idle databases are released,
 	// so the next start can resume from the state.
 	e.db, e.cold = nil, nil
-	if eng.opts.StateFile != "" && len(errs) == 0 && !e.removed {
+	if eng.opts.StateFile != "" && len(errs) == 0 && !e.removed && !refused {
 		if st, err := db.Cool(ctx, true); err == nil {
 			e.cold, e.dirty = st, false
 			return nil

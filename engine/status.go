@@ -18,7 +18,7 @@ type Status struct {
 	Watched    int        `json:"watched_dirs"` // directories with an inotify watch
 	SweepOnly  string     `json:"sweep_only"`   // why some changes are found by sweeps only; "" if none
 	Failing    int        `json:"failing"`      // databases whose last attempt failed
-	Refused    int        `json:"refused"`      // databases never replicated: their replica name is taken
+	Refused    int        `json:"refused"`      // databases not replicated: their replica name is taken, or another process writes their replica
 	MaxLag     Duration   `json:"max_lag"`      // oldest unsynced change
 	Goroutines int        `json:"goroutines"`
 	DBs        []DBStatus `json:"dbs"`
