@@ -2,10 +2,7 @@ package capture_test
 
 import (
 	"context"
-	"crypto/sha256"
-	"encoding/hex"
 	"errors"
-	"io/fs"
 	"os"
 	"path/filepath"
 	"strings"
@@ -15,29 +12,8 @@ import (
 	"github.com/walsync/walsync/restore"
 	"github.com/walsync/walsync/storage"
 	"github.com/walsync/walsync/storage/file"
+	"github.com/walsync/walsync/storage/storagetest"
 )
-
-// replicaSums maps every file below dir to its SHA-256.
-func replicaSums(t *testing.T, dir string) map[string]string {
-	t.Helper()
-	sums := map[string]string{}
-	err := filepath.WalkDir(dir, func(p string, d fs.DirEntry, err error) error {
-		if err != nil || d.IsDir() {
-			return err
-		}
-		b, err := os.ReadFile(p)
-		if err != nil {
-			return err
-		}
-		s := sha256.Sum256(b)
-		sums[p] = hex.EncodeToString(s[:])
-		return nil
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	return sums
-}
 
 // TestSecondWriterConflict: two databases (two copies, two processes in
 // real life) replicate to one replica. The one whose next TXID the other
@@ -82,7 +58,7 @@ func TestSecondWriterConflict(t *testing.T) {
 	if _, err := b.Sync(ctx); err != nil {
 		t.Fatal(err)
 	}
-	before := replicaSums(t, repDir)
+	before := storagetest.LTXSums(repDir)
 
 	mustExec(t, appA, "INSERT INTO t (v) VALUES ('a3')")
 	_, err = a.Sync(ctx)
@@ -105,7 +81,7 @@ func TestSecondWriterConflict(t *testing.T) {
 	if err := a.Close(ctx); err != nil {
 		t.Fatalf("closing A: %v", err)
 	}
-	after := replicaSums(t, repDir)
+	after := storagetest.LTXSums(repDir)
 	if len(after) != len(before) {
 		t.Fatalf("the refused writer added or removed files: %d before, %d after", len(before), len(after))
 	}

@@ -1,9 +1,9 @@
 package engine_test
 
 import (
-	"bytes"
 	"context"
 	"log/slog"
+	"os"
 	"path/filepath"
 	"strings"
 	"sync"
@@ -14,24 +14,6 @@ import (
 	"github.com/walsync/walsync/engine"
 	"github.com/walsync/walsync/storage/file"
 )
-
-// syncBuffer is a log sink safe for concurrent use.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}
 
 // TestConflictRefuses: two engines (two processes in real life) replicate
 // two copies of a database to one replica under steady writes. One of them
@@ -44,14 +26,19 @@ func TestConflictRefuses(t *testing.T) {
 	type proc struct {
 		path   string
 		eng    *engine.Engine
-		logs   *syncBuffer
+		logs   string // the log file (an *os.File is safe for concurrent writes)
 		writes atomic.Int64
 		done   chan error
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	start := func(name string) *proc {
-		p := &proc{path: filepath.Join(dir, name, "app.db"), logs: &syncBuffer{}, done: make(chan error, 1)}
+		p := &proc{path: filepath.Join(dir, name, "app.db"), logs: filepath.Join(dir, name+".log"), done: make(chan error, 1)}
+		lf, err := os.Create(p.logs)
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { lf.Close() })
 		if err := mkdir(p.path); err != nil {
 			t.Fatal(err)
 		}
@@ -65,7 +52,7 @@ func TestConflictRefuses(t *testing.T) {
 		c := counting{Client: rep, n: &p.writes, writes: &sync.Map{}}
 		eng, err := engine.New(engine.Options{Databases: []engine.Database{{Path: p.path, Client: c}},
 			SyncInterval: 50 * time.Millisecond, PollInterval: 10 * time.Millisecond, Workers: 1,
-			Logger: slog.New(slog.NewTextHandler(p.logs, &slog.HandlerOptions{Level: slog.LevelInfo}))})
+			Logger: slog.New(slog.NewTextHandler(lf, &slog.HandlerOptions{Level: slog.LevelInfo}))})
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -111,7 +98,8 @@ func TestConflictRefuses(t *testing.T) {
 	if got := loser.writes.Load(); got != n {
 		t.Fatalf("the refused database wrote %d more files after the conflict", got-n)
 	}
-	logs := loser.logs.String()
+	logBytes, _ := os.ReadFile(loser.logs)
+	logs := string(logBytes)
 	if c := strings.Count(logs, "another process writes this database's replica"); c != 1 || !strings.Contains(logs, "level=ERROR") || !strings.Contains(logs, "replica="+rep.String()) {
 		t.Fatalf("want one ERROR naming the replica, got %d:\n%s", c, logs)
 	}

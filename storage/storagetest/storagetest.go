@@ -10,7 +10,10 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"io/fs"
 	"math/rand/v2"
+	"os"
+	"path/filepath"
 	"sync"
 	"testing"
 	"time"
@@ -491,6 +494,27 @@ func list(t *testing.T, c storage.Client, level int, after ltx.TXID) []*storage.
 		t.Fatal(err)
 	}
 	return files
+}
+
+// LTXSums maps every LTX file below dir (a file replica, or an S3 server's
+// directory of a replica's prefix) to the hex SHA-256 of its bytes: taken
+// over time, it shows whether an object was ever replaced. Files deleted
+// while it walks are skipped.
+func LTXSums(dir string) map[string]string {
+	sums := map[string]string{}
+	filepath.WalkDir(dir, func(p string, d fs.DirEntry, err error) error {
+		if err != nil || d.IsDir() {
+			return nil
+		}
+		if _, _, err := ltx.ParseFilename(d.Name()); err != nil {
+			return nil
+		}
+		if b, err := os.ReadFile(p); err == nil {
+			sums[p] = sha256Hex(b)
+		}
+		return nil
+	})
+	return sums
 }
 
 func sha256Hex(b []byte) string {

@@ -1,11 +1,7 @@
 package e2e
 
 import (
-	"crypto/sha256"
-	"encoding/hex"
 	"fmt"
-	"io/fs"
-	"os"
 	"os/exec"
 	"path/filepath"
 	"strings"
@@ -16,30 +12,8 @@ import (
 	"github.com/superfly/ltx"
 
 	"github.com/walsync/walsync/internal/testenv"
+	"github.com/walsync/walsync/storage/storagetest"
 )
-
-// ltxSums maps every LTX file below dir (a file replica, or the S3
-// server's directory of the replica's prefix) to its SHA-256.
-func ltxSums(t *testing.T, dir string) map[string]string {
-	t.Helper()
-	sums := map[string]string{}
-	filepath.WalkDir(dir, func(p string, d fs.DirEntry, err error) error {
-		if err != nil || d.IsDir() || !strings.HasSuffix(p, ".ltx") {
-			return nil
-		}
-		if _, _, err := ltx.ParseFilename(filepath.Base(p)); err != nil {
-			return nil
-		}
-		b, err := os.ReadFile(p)
-		if err != nil {
-			return nil // deleted meanwhile (retention)
-		}
-		s := sha256.Sum256(b)
-		sums[p] = hex.EncodeToString(s[:])
-		return nil
-	})
-	return sums
-}
 
 // TestSecondWriterRefused: two `walsync watch` processes replicate two
 // copies of t1/app.db (as in a rolling deploy or a copied config) to the
@@ -75,7 +49,7 @@ func TestSecondWriterRefused(t *testing.T) {
 			waitFor(t, 20*time.Second, func() bool { got, _ := restoreRows(t, b, "t1/app"); return got == "1=a1,2=a2" }, "A's database to be replicated")
 
 			// A's history so far: its last TXID and the rows there.
-			before := ltxSums(t, objDir)
+			before := storagetest.LTXSums(objDir)
 			var lastA ltx.TXID
 			for p := range before {
 				_, maxTXID, _ := ltx.ParseFilename(filepath.Base(p))
@@ -99,7 +73,7 @@ func TestSecondWriterRefused(t *testing.T) {
 			go func() {
 				defer wg.Done()
 				for {
-					now := ltxSums(t, objDir)
+					now := storagetest.LTXSums(objDir)
 					mu.Lock()
 					for p, sum := range now {
 						if old, ok := seen[p]; ok && old != sum {
