@@ -199,6 +199,12 @@ func restamp(ctx context.Context, c storage.Client, fi *storage.FileInfo, skew t
 			return enc.Close()
 		}())
 	}()
+	// Writes never replace an object: the open reader keeps the old bytes
+	// while the object is deleted and written again.
+	if err := c.DeleteLTXFiles(ctx, []*storage.FileInfo{fi}); err != nil {
+		pr.CloseWithError(err)
+		return time.Time{}, err
+	}
 	if _, err := c.WriteLTXFile(ctx, fi.Level, fi.MinTXID, fi.MaxTXID, pr); err != nil {
 		pr.CloseWithError(err)
 		return time.Time{}, err
