@@ -3,6 +3,7 @@ package capture_test
 import (
 	"context"
 	"database/sql"
+	"encoding/binary"
 	"fmt"
 	"io"
 	"os"
@@ -18,6 +19,7 @@ import (
 	"github.com/walsync/walsync/restore"
 	"github.com/walsync/walsync/storage"
 	"github.com/walsync/walsync/storage/file"
+	"github.com/walsync/walsync/wal"
 )
 
 // openApp opens the database the way an application would.
@@ -230,4 +232,87 @@ func (c *levelCounter) WriteLTXFile(ctx context.Context, level int, min, max ltx
 		c.snapshots.Add(1)
 	}
 	return c.Client.WriteLTXFile(ctx, level, min, max, r)
+}
+
+// appendForgedCommit appends to path's WAL one frame with valid salts and
+// checksums that commits a database of commit pages (SQLite never writes
+// such a frame: the pages are nowhere).
+func appendForgedCommit(t *testing.T, path string, pgno, commit uint32) {
+	t.Helper()
+	b, err := os.ReadFile(path + "-wal")
+	if err != nil {
+		t.Fatal(err)
+	}
+	h, err := wal.ParseHeader(b)
+	if err != nil {
+		t.Fatal(err)
+	}
+	frames := (int64(len(b)) - wal.HeaderSize) / h.FrameSize()
+	if frames == 0 {
+		t.Fatal("the WAL has no frame to continue")
+	}
+	last := wal.ParseFrameHeader(b[h.FrameOffset(frames):])
+	fr := make([]byte, h.FrameSize())
+	binary.BigEndian.PutUint32(fr[0:], pgno)
+	binary.BigEndian.PutUint32(fr[4:], commit)
+	binary.BigEndian.PutUint32(fr[8:], h.Salt1)
+	binary.BigEndian.PutUint32(fr[12:], h.Salt2)
+	copy(fr[wal.FrameHeaderSize:], b[h.FrameOffset(frames)+wal.FrameHeaderSize:])
+	s1, s2 := wal.Checksum(h.BigEndian(), last.Checksum1, last.Checksum2, fr[:8])
+	s1, s2 = wal.Checksum(h.BigEndian(), s1, s2, fr[wal.FrameHeaderSize:])
+	binary.BigEndian.PutUint32(fr[16:], s1)
+	binary.BigEndian.PutUint32(fr[20:], s2)
+	f, err := os.OpenFile(path+"-wal", os.O_WRONLY|os.O_APPEND, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	if _, err := f.Write(fr); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// TestForgedCommitSizeRefused: a WAL frame with valid checksums whose
+// commit claims billions of pages that exist nowhere is refused with an
+// error naming the database, by a sync (which used to ship it as a file
+// its own restore rejects) and by a snapshot (which used to write zero
+// pages to the temp dir for hours); what was shipped before stays the
+// latest restorable state.
+func TestForgedCommitSizeRefused(t *testing.T) {
+	ctx := context.Background()
+	dir := t.TempDir()
+	path := filepath.Join(dir, "app.db")
+	app := openApp(t, path, "PRAGMA wal_autocheckpoint=0", "CREATE TABLE t (id INTEGER PRIMARY KEY, v TEXT, b BLOB)")
+	app.SetMaxOpenConns(1)
+	mustExec(t, app, "INSERT INTO t (v) VALUES ('a')")
+	client := file.New(filepath.Join(dir, "replica"))
+	db, err := capture.Open(ctx, capture.Options{Path: path, Client: client, CheckpointPages: -1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close(ctx)
+	st, err := db.Sync(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := dump(t, path)
+	appendForgedCommit(t, path, 2, 4294967294)
+	if _, err := db.Sync(ctx); err == nil || !strings.Contains(err.Error(), path) || !strings.Contains(err.Error(), "4294967294 pages") {
+		t.Fatalf("sync of a forged commit: %v", err)
+	}
+	got, res := restoreTo(t, client, restore.Target{})
+	if res.TXID != st.TXID || dump(t, got) != want {
+		t.Fatalf("latest restore is TXID %s, want %s as before the forged frame", res.TXID, st.TXID)
+	}
+
+	// A first snapshot of the same WAL: refused at once.
+	other := file.New(filepath.Join(dir, "replica2"))
+	db2, err := capture.Open(ctx, capture.Options{Path: path, Client: other, CheckpointPages: -1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db2.Close(ctx)
+	if _, err := db2.Sync(ctx); err == nil || !strings.Contains(err.Error(), "4294967294 pages") {
+		t.Fatalf("first snapshot of a forged commit: %v", err)
+	}
 }

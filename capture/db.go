@@ -302,7 +302,7 @@ func (db *DB) Sync(ctx context.Context) (Stats, error) {
 		// there, which it must when the page size changed or older files
 		// were lost. The pin still holds the plan's end.
 		if db.txid > 1 {
-			f, err := db.encodeSnapshot(plan, 1, db.txid, db.txidTS)
+			f, err := db.encodeSnapshot(ctx, plan, 1, db.txid, db.txidTS)
 			if err != nil {
 				return st, err
 			}

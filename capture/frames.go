@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"math"
 	"os"
 
 	"github.com/superfly/ltx"
@@ -170,6 +171,9 @@ func (db *DB) captureFrames() (bool, error) {
 		}
 		return false, nil
 	}
+	if err := db.checkCommit(to, from.Commit, pages); err != nil {
+		return false, err
+	}
 	ts := db.opts.Now().UnixMilli()
 	f, err := db.encodeIncremental(from, to, pages, ts)
 	if err != nil {
@@ -237,4 +241,24 @@ func (db *DB) encodeIncremental(from, to wal.Position, pages *wal.FrameIndex, ts
 			return emit(pg, data)
 		})
 	})
+}
+
+// checkCommit refuses a commit whose database size no page backs: when a
+// transaction grows the database, SQLite writes every new page, so each page
+// up to the commit's size is in the database file, in a frame captured
+// before (known, the size at from), or in this scan (pages). A WAL that says
+// otherwise (valid checksums, a size of billions of pages) is damaged or
+// forged: shipped, it would restore as a file of terabytes of zeros, or
+// never finish a snapshot.
+func (db *DB) checkCommit(to wal.Position, known uint32, pages *wal.FrameIndex) error {
+	fi, err := db.dbFile.Stat()
+	if err != nil {
+		return fmt.Errorf("stat %s: %w", db.opts.Path, err)
+	}
+	backed := max(known, pages.Max(), uint32(min(fi.Size()/int64(to.Header.PageSize), math.MaxUint32)))
+	if to.Commit > backed {
+		return fmt.Errorf("the WAL of %s commits a database of %d pages at frame %d, but only %d pages exist in the database file and the WAL: the WAL is damaged or was not written by SQLite; walsync ships nothing past TXID %s until it is fixed",
+			db.opts.Path, to.Commit, to.Frame, backed, db.txid)
+	}
+	return nil
 }

@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"math"
 	"os"
 
 	"github.com/superfly/ltx"
@@ -38,7 +39,7 @@ func (db *DB) resyncSnapshot(ctx context.Context) (*snapPlan, error) {
 	}
 	txid := db.txid + 1
 	ts := db.opts.Now().UnixMilli()
-	f, err := db.encodeSnapshot(plan, txid, txid, ts)
+	f, err := db.encodeSnapshot(ctx, plan, txid, txid, ts)
 	if err != nil {
 		plan.close()
 		return nil, err
@@ -139,6 +140,12 @@ func (db *DB) planSnapshot() (*snapPlan, error) {
 		}
 	}
 	p.commit = p.end.Commit
+	if p.end.Frame > 0 {
+		if err := db.checkCommit(p.end, 0, p.pages); err != nil {
+			p.close()
+			return nil, err
+		}
+	}
 	if p.end.Frame == 0 {
 		if p.commit, err = db.dbFilePages(dh); err != nil {
 			p.close()
@@ -151,7 +158,7 @@ func (db *DB) planSnapshot() (*snapPlan, error) {
 // encodeSnapshot writes every page as of the plan's WAL end. It runs after
 // the seal is lifted: the pin, started at that end, keeps those frames (or,
 // after a restart, the database file) unchanged.
-func (db *DB) encodeSnapshot(p *snapPlan, minTX, maxTX ltx.TXID, ts int64) (*os.File, error) {
+func (db *DB) encodeSnapshot(ctx context.Context, p *snapPlan, minTX, maxTX ltx.TXID, ts int64) (*os.File, error) {
 	hdr := ltx.Header{
 		Version: ltx.Version, Flags: ltx.HeaderFlagNoChecksum, PageSize: p.pageSize, Commit: p.commit,
 		MinTXID: minTX, MaxTXID: maxTX, Timestamp: ts,
@@ -165,6 +172,11 @@ func (db *DB) encodeSnapshot(p *snapPlan, minTX, maxTX ltx.TXID, ts int64) (*os.
 		for pg := uint32(1); pg <= p.commit; pg++ {
 			if pg == lock {
 				continue
+			}
+			if pg%4096 == 0 {
+				if err := ctx.Err(); err != nil {
+					return fmt.Errorf("snapshot of %s stopped at page %d of %d: %w", db.opts.Path, pg, p.commit, err)
+				}
 			}
 			if err := db.readPage(p.h, p.pages, pg, data); err != nil {
 				return err
@@ -204,14 +216,18 @@ func (db *DB) readPage(h *wal.Header, pages *wal.FrameIndex, pg uint32, data []b
 }
 
 func (db *DB) dbFilePages(hdr dbHeader) (uint32, error) {
-	if hdr.pageN > 0 {
-		return hdr.pageN, nil
-	}
 	fi, err := db.dbFile.Stat()
 	if err != nil {
 		return 0, err
 	}
-	return uint32(fi.Size() / int64(hdr.pageSize)), nil
+	n := fi.Size() / int64(hdr.pageSize)
+	switch {
+	case hdr.pageN == 0:
+		return uint32(min(n, math.MaxUint32)), nil
+	case int64(hdr.pageN) > n:
+		return 0, fmt.Errorf("the header of %s says %d pages, the file holds %d: a damaged database; walsync ships nothing of it until it is fixed", db.opts.Path, hdr.pageN, n)
+	}
+	return hdr.pageN, nil
 }
 
 // Snapshot writes a level-9 snapshot (TXIDs 1..current) after capturing
@@ -292,7 +308,7 @@ func (db *DB) Snapshot(ctx context.Context) (Stats, error) {
 	}
 	// The snapshot is the state of TXID txid: it carries that sync's time,
 	// so that time-based restores stay exact.
-	f, err := db.encodeSnapshot(plan, 1, db.txid, db.txidTS)
+	f, err := db.encodeSnapshot(ctx, plan, 1, db.txid, db.txidTS)
 	if err != nil {
 		return Stats{}, err
 	}

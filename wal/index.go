@@ -38,6 +38,7 @@ type FrameIndex struct {
 	resident map[uint32]*chunk
 	spilled  []uint64 // bit per chunk number: a copy is in the spill file
 	file     *os.File
+	max      uint32 // the highest page number set
 	ring     []uint32 // resident chunk numbers, in the clock's order
 	hand     int
 	free     *chunk // the last evicted chunk, reused for the next load
@@ -53,6 +54,7 @@ func (x *FrameIndex) Set(pg uint32, n int64) error {
 	if n <= 0 || n > 1<<32-1 {
 		return fmt.Errorf("WAL frame number %d out of range", n)
 	}
+	x.max = max(x.max, pg)
 	if x.resident == nil {
 		if x.small == nil {
 			x.small = map[uint32]uint32{}
@@ -73,6 +75,9 @@ func (x *FrameIndex) Set(pg uint32, n int64) error {
 	c.dirty = true
 	return nil
 }
+
+// Max returns the highest page number set, 0 when empty.
+func (x *FrameIndex) Max() uint32 { return x.max }
 
 // Get returns the last frame that wrote pg, or false.
 func (x *FrameIndex) Get(pg uint32) (int64, bool, error) {
