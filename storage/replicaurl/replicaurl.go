@@ -44,11 +44,11 @@ func Open(raw string, opts Options) (storage.Client, error) {
 		return file.New(u.Path), nil
 	case strings.Contains(raw, "://"):
 		return nil, fmt.Errorf("unsupported replica URL %q: use s3://bucket/prefix, file:///dir or a directory path", s3.RedactUserinfo(raw))
-	case strings.Contains(strings.SplitN(raw, "/", 2)[0], ":"):
-		// "s3:/bucket", "s3:bucket" or "KEY:SECRET@host/x" is a mistyped
+	case strings.Contains(strings.SplitN(raw, "/", 2)[0], ":"), strings.HasPrefix(raw, "s3//"), strings.HasPrefix(raw, "file//"):
+		// "s3:/bucket", "s3//bucket" or "KEY:SECRET@host/x" is a mistyped
 		// URL: as a directory it would replicate to the local disk, and
 		// log its name, credentials and all.
-		return nil, fmt.Errorf("replica %q looks like a URL without \"//\": use s3://bucket/prefix, or ./%s if it really is a directory", s3.RedactUserinfo(raw), s3.RedactUserinfo(raw))
+		return nil, fmt.Errorf("replica %q looks like a mistyped URL: use s3://bucket/prefix, or ./%s if it really is a directory", s3.RedactUserinfo(raw), s3.RedactUserinfo(raw))
 	}
 	abs, err := filepath.Abs(raw)
 	if err != nil {

@@ -87,6 +87,12 @@ func ParseURL(raw string) (bucket, prefix string, err error) {
 	if u.Host == "" {
 		return "", "", fmt.Errorf("invalid S3 URL %q: no bucket; expected s3://bucket/prefix", shown)
 	}
+	if u.RawQuery != "" || u.Fragment != "" || strings.HasSuffix(raw, "?") {
+		// Dropped silently, a setting meant for the URL (an endpoint, a
+		// region) would be ignored. Its keys and values may hold secrets:
+		// neither is repeated.
+		return "", "", fmt.Errorf("invalid S3 URL s3://%s/%s?…: walsync does not read a query or fragment in the URL; pass settings as flags (--endpoint, --region) or in the config file", u.Host, strings.Trim(u.Path, "/"))
+	}
 	return u.Host, strings.Trim(u.Path, "/"), nil
 }
 
