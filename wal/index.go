@@ -14,9 +14,9 @@ import (
 // maxResidentChunks of them in memory and the rest in a spill file.
 const (
 	smallMax          = 8192
-	chunkLen          = 4096 // entries: 16 KiB of frame numbers
+	chunkLen          = 1024 // entries: 4 KiB, one file-system block when spilled
 	chunkBytes        = chunkLen * 4
-	maxResidentChunks = 64 // 1 MiB resident, whatever the database size
+	maxResidentChunks = 256 // 1 MiB resident, whatever the database size
 )
 
 type chunk struct {

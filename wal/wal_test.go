@@ -9,6 +9,7 @@ import (
 	"math/rand/v2"
 	"os"
 	"path/filepath"
+	"syscall"
 	"testing"
 
 	_ "github.com/mattn/go-sqlite3"
@@ -272,5 +273,40 @@ func TestFrameIndexSpills(t *testing.T) {
 	}
 	if err := x.Set(1, 1<<33); err == nil {
 		t.Fatal("a frame number past 32 bits was accepted")
+	}
+}
+
+// TestFrameIndexSparseSpill: pages far apart (one per chunk) spill a few KiB
+// each, not a chunk's worth of 16 KiB: the disk the spill takes stays in
+// proportion to the frames scanned.
+func TestFrameIndexSparseSpill(t *testing.T) {
+	dir := t.TempDir()
+	var spill *os.File
+	x := wal.NewFrameIndex(func() (*os.File, error) {
+		f, err := os.CreateTemp(dir, "spill")
+		spill = f
+		return f, err
+	})
+	defer x.Close()
+	const n = 20_000
+	for i := 1; i <= n; i++ {
+		if err := x.Set(uint32(i)<<16, int64(i)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if spill == nil {
+		t.Fatal("nothing spilled")
+	}
+	var st syscall.Stat_t
+	if err := syscall.Fstat(int(spill.Fd()), &st); err != nil {
+		t.Fatal(err)
+	}
+	if used := st.Blocks * 512; used > 5<<10*n {
+		t.Fatalf("%d sparse pages took %d bytes of spill (%d per page)", n, used, used/n)
+	}
+	for i := 1; i <= n; i += 997 {
+		if f, ok, err := x.Get(uint32(i) << 16); err != nil || !ok || f != int64(i) {
+			t.Fatalf("page %d: %d %v %v", i<<16, f, ok, err)
+		}
 	}
 }
