@@ -38,7 +38,7 @@ type FrameIndex struct {
 	resident map[uint32]*chunk
 	spilled  []uint64 // bit per chunk number: a copy is in the spill file
 	file     *os.File
-	max      uint32 // the highest page number set
+	max      uint32   // the highest page number set
 	ring     []uint32 // resident chunk numbers, in the clock's order
 	hand     int
 	free     *chunk // the last evicted chunk, reused for the next load
