@@ -207,7 +207,11 @@ func (db *DB) writeLTX(hdr ltx.Header, pages func(emit func(pgno uint32, data []
 	if err != nil {
 		return nil, err
 	}
-	enc.SetSpillDir(db.opts.TempDir)
+	spill, err := storage.SpillDir(db.opts.TempDir)
+	if err != nil {
+		return nil, err
+	}
+	enc.SetSpillDir(spill)
 	enc.SetSpillThreshold(DefaultIndexSpill)
 	defer enc.Cleanup()
 	if err := enc.EncodeHeader(hdr); err != nil {

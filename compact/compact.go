@@ -334,7 +334,11 @@ func newCompactor(w io.Writer, inputs []io.Reader, opts Options) (*ltx.Compactor
 		return nil, err
 	}
 	comp.HeaderFlags = ltx.HeaderFlagNoChecksum
-	comp.SetSpillDir(opts.TempDir)
+	spill, err := storage.SpillDir(opts.TempDir)
+	if err != nil {
+		return nil, err
+	}
+	comp.SetSpillDir(spill)
 	comp.SetSpillThreshold(indexSpill)
 	return comp, nil
 }
