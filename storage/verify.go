@@ -30,15 +30,7 @@ func (s *Spooled) Timestamp() time.Time { return time.UnixMilli(s.Header.Timesta
 // checks that the header's TXID range is (minTXID, maxTXID). On success f
 // is positioned at 0.
 func SpoolLTX(f *os.File, r io.Reader, minTXID, maxTXID ltx.TXID) (*Spooled, error) {
-	sp, err := inspect(io.TeeReader(r, f), minTXID, maxTXID)
-	if err != nil {
-		return nil, err
-	}
-	if _, err := f.Seek(0, io.SeekStart); err != nil {
-		return nil, err
-	}
-	sp.File = f
-	return sp, nil
+	return inspectInto(f, io.TeeReader(r, f), minTXID, maxTXID)
 }
 
 // InspectLTX hashes and verifies an LTX file already on local disk, from
@@ -47,7 +39,12 @@ func InspectLTX(f *os.File, minTXID, maxTXID ltx.TXID) (*Spooled, error) {
 	if _, err := f.Seek(0, io.SeekStart); err != nil {
 		return nil, err
 	}
-	sp, err := inspect(f, minTXID, maxTXID)
+	return inspectInto(f, f, minTXID, maxTXID)
+}
+
+// inspectInto inspects r, whose bytes are f's, and rewinds f.
+func inspectInto(f *os.File, r io.Reader, minTXID, maxTXID ltx.TXID) (*Spooled, error) {
+	sp, err := inspect(r, minTXID, maxTXID)
 	if err != nil {
 		return nil, err
 	}
