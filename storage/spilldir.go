@@ -9,6 +9,7 @@ import (
 	"strings"
 	"sync"
 	"syscall"
+	"time"
 )
 
 // spillDirs maps a temp dir to this process's spill directory in it.
@@ -40,8 +41,13 @@ func SpillDir(tempDir string) (string, error) {
 	return dir, nil
 }
 
+// staleAfter is how long a spill directory and its files must have been
+// untouched before they are removed: a pid that is gone here may be a live
+// process in another PID namespace sharing the temp dir.
+const staleAfter = 10 * time.Minute
+
 // removeStaleSpillDirs removes walsync-<pid>.spill directories in tempDir
-// whose process is gone.
+// whose process is gone and which nothing has touched for staleAfter.
 func removeStaleSpillDirs(tempDir string) {
 	matches, _ := filepath.Glob(filepath.Join(tempDir, "walsync-*.spill"))
 	for _, m := range matches {
@@ -50,8 +56,28 @@ func removeStaleSpillDirs(tempDir string) {
 		if err != nil || pid <= 0 || pid == os.Getpid() {
 			continue
 		}
-		if err := syscall.Kill(pid, 0); errors.Is(err, syscall.ESRCH) {
+		if err := syscall.Kill(pid, 0); errors.Is(err, syscall.ESRCH) && untouchedSince(m, time.Now().Add(-staleAfter)) {
 			os.RemoveAll(m)
 		}
 	}
+}
+
+// untouchedSince reports whether dir and every file in it were last
+// modified before t.
+func untouchedSince(dir string, t time.Time) bool {
+	fi, err := os.Stat(dir)
+	if err != nil || fi.ModTime().After(t) {
+		return false
+	}
+	entries, err := os.ReadDir(dir)
+	if err != nil {
+		return false
+	}
+	for _, e := range entries {
+		info, err := e.Info()
+		if err != nil || info.ModTime().After(t) {
+			return false
+		}
+	}
+	return true
 }

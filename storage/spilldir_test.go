@@ -6,6 +6,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"testing"
+	"time"
 
 	"github.com/walsync/walsync/storage"
 )
@@ -21,13 +22,30 @@ func TestSpillDirRemovesDeadProcesses(t *testing.T) {
 	}
 	dead := filepath.Join(tmp, fmt.Sprintf("walsync-%d.spill", cmd.Process.Pid))
 	live := filepath.Join(tmp, fmt.Sprintf("walsync-%d.spill", os.Getppid()))
+	old := time.Now().Add(-time.Hour)
 	for _, d := range []string{dead, live} {
 		if err := os.MkdirAll(d, 0o700); err != nil {
 			t.Fatal(err)
 		}
-		if err := os.WriteFile(filepath.Join(d, ".ltx-page-index-1.tmp"), make([]byte, 1000), 0o600); err != nil {
+		f := filepath.Join(d, ".ltx-page-index-1.tmp")
+		if err := os.WriteFile(f, make([]byte, 1000), 0o600); err != nil {
 			t.Fatal(err)
 		}
+		for _, p := range []string{f, d} {
+			if err := os.Chtimes(p, old, old); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	// A gone pid whose files were just written may be a process in
+	// another PID namespace sharing the temp dir: kept.
+	cmd2 := exec.Command("true")
+	if err := cmd2.Run(); err != nil {
+		t.Fatal(err)
+	}
+	recent := filepath.Join(tmp, fmt.Sprintf("walsync-%d.spill", cmd2.Process.Pid))
+	if err := os.MkdirAll(recent, 0o700); err != nil {
+		t.Fatal(err)
 	}
 	own, err := storage.SpillDir(tmp)
 	if err != nil {
@@ -38,6 +56,9 @@ func TestSpillDirRemovesDeadProcesses(t *testing.T) {
 	}
 	if _, err := os.Stat(live); err != nil {
 		t.Fatalf("a running process's spill directory was removed: %v", err)
+	}
+	if _, err := os.Stat(recent); err != nil {
+		t.Fatalf("a spill directory touched just now was removed: %v", err)
 	}
 	if err := os.RemoveAll(own); err != nil {
 		t.Fatal(err)
