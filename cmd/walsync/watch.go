@@ -17,7 +17,6 @@ import (
 	"github.com/walsync/walsync/engine"
 	"github.com/walsync/walsync/storage"
 	"github.com/walsync/walsync/storage/replicaurl"
-	"github.com/walsync/walsync/storage/s3"
 )
 
 func runWatch(ctx context.Context, args []string, stdout, stderr io.Writer) error {
@@ -196,14 +195,6 @@ func runWatch(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		log.Info("replicating databases found in directory", "dir", src.Dir, "pattern", src.Pattern, "recursive", src.Recursive, "replica", client.String())
 	}
 	raiseFDLimit(log)
-	var clients []storage.Client
-	for _, d := range dbs {
-		clients = append(clients, d.Client)
-	}
-	for _, src := range sources {
-		clients = append(clients, src.Client)
-	}
-	probeConditionalWrites(ctx, clients, log)
 	eng, err := engine.New(engine.Options{
 		Databases: dbs, Sources: sources, SyncInterval: *syncInterval, SnapshotInterval: si, Workers: *workers,
 		HotSet: *hotSet, IdleTimeout: orNever(*idleTimeout), SweepInterval: *sweepInterval, PollInterval: pollInterval,
@@ -225,36 +216,6 @@ func runWatch(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	err = eng.Run(ctx)
 	log.Info("stopped", "after", time.Since(start).Round(time.Second))
 	return err
-}
-
-// probeConditionalWrites checks, once per bucket and in the background,
-// that the S3 server refuses to replace an object created with
-// If-None-Match: what detects a second process writing one replica. A
-// server that ignores the header gets a WARN.
-func probeConditionalWrites(ctx context.Context, clients []storage.Client, log *slog.Logger) {
-	seen := map[string]bool{}
-	for _, c := range clients {
-		sc, ok := c.(*s3.Client)
-		if !ok || seen[sc.Endpoint()+"\x00"+sc.Bucket()] {
-			continue
-		}
-		seen[sc.Endpoint()+"\x00"+sc.Bucket()] = true
-		go func() {
-			pctx, cancel := context.WithTimeout(ctx, time.Minute)
-			defer cancel()
-			ok, err := sc.ProbeConditionalWrites(pctx)
-			switch {
-			case err != nil && ctx.Err() == nil:
-				log.Warn("could not check that the S3 server refuses to replace objects (If-None-Match); a second process writing one replica may go undetected",
-					"bucket", sc.Bucket(), "endpoint", sc.Endpoint(), "error", err)
-			case err == nil && !ok:
-				log.Warn("the S3 server ignores conditional writes (If-None-Match): a second walsync or Litestream process writing the same replica would not be detected and could replace its files; run exactly one process per replica",
-					"bucket", sc.Bucket(), "endpoint", sc.Endpoint())
-			case err == nil:
-				log.Debug("the S3 server refuses to replace objects (If-None-Match)", "bucket", sc.Bucket(), "endpoint", sc.Endpoint())
-			}
-		}()
-	}
 }
 
 // stringList is a repeatable string flag.
