@@ -11,12 +11,13 @@ import (
 
 	"github.com/walsync/walsync/compact"
 	"github.com/walsync/walsync/storage"
+	"github.com/walsync/walsync/storage/replicaurl"
 )
 
-const compactSynopsis = "walsync compact NAME -b URL [--hourly N --daily N --weekly N --monthly N | --retention DURATION] [--force]"
+const compactSynopsis = "walsync compact NAME|DB-PATH -b URL [--hourly N --daily N --weekly N --monthly N | --retention DURATION] [--force]"
 
 const compactHelp = `Applies a snapshot retention policy to the replica of database NAME (see
-walsync list -b URL). It is a dry run unless --force: it prints the files it
+walsync list -b URL), or of the database at DB-PATH. It is a dry run unless --force: it prints the files it
 would delete, the bytes freed, the snapshots kept and what stays restorable.
 
 The policy is GFS by default (--hourly 24 --daily 7 --weekly 12 --monthly
@@ -85,9 +86,9 @@ func runCompact(ctx context.Context, args []string, stdout, stderr io.Writer) er
 	if err != nil {
 		return err
 	}
-	name := strings.Trim(pos[0], "/")
-	if name == "" {
-		return usagef("give a database NAME (see walsync list -b URL)")
+	name, err := replicaurl.Resolve(ctx, client, pos[0])
+	if err != nil {
+		return err
 	}
 	c := client.Sub(name)
 	plan, err := compact.PlanRetention(ctx, c, policy, time.Now())

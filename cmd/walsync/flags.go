@@ -64,6 +64,9 @@ func (r *replicaFlags) open() (storage.Client, error) {
 	if r.url == "" {
 		return nil, usagef("no replica given: pass -b s3://bucket/prefix or -b /path/to/dir")
 	}
+	if _, err := replicaurl.Parse(r.url); err != nil {
+		return nil, usageError{err}
+	}
 	cfg := s3.Config{Endpoint: r.endpoint, Region: r.region}
 	switch strings.ToLower(r.pathStyle) {
 	case "":

@@ -10,10 +10,11 @@ import (
 	"time"
 
 	"github.com/walsync/walsync/restore"
+	"github.com/walsync/walsync/storage/replicaurl"
 )
 
 func runList(ctx context.Context, args []string, stdout, stderr io.Writer) error {
-	fs := newFlagSet("list", "walsync list -b URL [--strict]", stderr)
+	fs := newFlagSet("list", "walsync list [NAME|DB-PATH] -b URL [--strict]", stderr)
 	var rf replicaFlags
 	rf.register(fs)
 	strict := fs.Bool("strict", false, "exit non-zero when a database cannot be read (it is listed with its error either way)")
@@ -21,16 +22,34 @@ func runList(ctx context.Context, args []string, stdout, stderr io.Writer) error
 	if err != nil {
 		return err
 	}
-	if len(pos) != 0 {
-		return usagef("list takes no arguments, only -b URL")
+	if len(pos) > 1 {
+		return usagef("list takes at most one database NAME or path, and -b URL")
 	}
 	client, err := rf.open()
 	if err != nil {
 		return err
 	}
-	dbs, err := restore.ListDatabases(ctx, client)
-	if err != nil {
+	var dbs []restore.DatabaseInfo
+	if len(pos) == 1 {
+		name, err := replicaurl.Resolve(ctx, client, pos[0])
+		if err != nil {
+			return err
+		}
+		info, err := restore.Describe(ctx, client.Sub(name))
+		switch {
+		case err != nil:
+			dbs = append(dbs, restore.DatabaseInfo{Name: name, Err: err})
+		case info != nil:
+			info.Name = name
+			dbs = append(dbs, *info)
+		}
+	} else if dbs, err = restore.ListDatabases(ctx, client); err != nil {
 		return fmt.Errorf("list the databases of %s: %w", client, err)
+	}
+	if len(dbs) == 0 {
+		// An empty table with exit 0 would pass a mistyped -b for an
+		// empty replica.
+		return replicaurl.NoDatabases(client)
 	}
 	// Names and errors come from the replica: escaped before a terminal.
 	failed := 0

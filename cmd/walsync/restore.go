@@ -5,17 +5,17 @@ import (
 	"fmt"
 	"io"
 	"strconv"
-	"strings"
 	"time"
 
 	"github.com/superfly/ltx"
 
 	"github.com/walsync/walsync/restore"
 	"github.com/walsync/walsync/storage"
+	"github.com/walsync/walsync/storage/replicaurl"
 )
 
 func runRestore(ctx context.Context, args []string, stdout, stderr io.Writer) error {
-	fs := newFlagSet("restore", "walsync restore NAME -o OUT -b URL [--txid N | --timestamp RFC3339]", stderr)
+	fs := newFlagSet("restore", "walsync restore NAME|DB-PATH -o OUT -b URL [--txid N | --timestamp RFC3339]", stderr)
 	var rf replicaFlags
 	rf.register(fs)
 	out := fs.String("o", "", "output database `path`, in an existing directory (must not exist unless --force)")
@@ -30,7 +30,7 @@ func runRestore(ctx context.Context, args []string, stdout, stderr io.Writer) er
 		return err
 	}
 	if len(pos) != 1 {
-		return usagef("give exactly one database NAME (see walsync list -b URL)")
+		return usagef("give exactly one database NAME or the database's path (walsync list -b URL shows the names)")
 	}
 	if *out == "" && !*dryRun {
 		return usagef("no output given: -o /path/to/restored.db")
@@ -47,7 +47,11 @@ func runRestore(ctx context.Context, args []string, stdout, stderr io.Writer) er
 	if err != nil {
 		return err
 	}
-	db := client.Sub(strings.Trim(pos[0], "/"))
+	name, err := replicaurl.Resolve(ctx, client, pos[0])
+	if err != nil {
+		return err
+	}
+	db := client.Sub(name)
 	if *dryRun {
 		return printPlan(ctx, stdout, db, target)
 	}
@@ -58,7 +62,7 @@ func runRestore(ctx context.Context, args []string, stdout, stderr io.Writer) er
 		return err
 	}
 	fmt.Fprintf(stdout, "restored %s to %s: TXID %d (%s), %d pages from %d files\n",
-		termName(pos[0]), termName(*out), res.TXID, res.Timestamp.Format(time.RFC3339Nano), res.Pages, res.Files)
+		termName(name), termName(*out), res.TXID, res.Timestamp.Format(time.RFC3339Nano), res.Pages, res.Files)
 	return nil
 }
 

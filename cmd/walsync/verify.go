@@ -10,11 +10,12 @@ import (
 	"strings"
 
 	"github.com/walsync/walsync/storage"
+	"github.com/walsync/walsync/storage/replicaurl"
 	"github.com/walsync/walsync/verify"
 )
 
 func runVerify(ctx context.Context, args []string, stdout, stderr io.Writer) error {
-	fs := newFlagSet("verify", "walsync verify NAME... -b URL [--restore] [--json] | walsync verify --all -b URL", stderr)
+	fs := newFlagSet("verify", "walsync verify NAME|DB-PATH... -b URL [--restore] [--json] | walsync verify --all -b URL", stderr)
 	var rf replicaFlags
 	rf.register(fs)
 	all := fs.Bool("all", false, "verify every database under the URL")
@@ -51,11 +52,20 @@ func runVerify(ctx context.Context, args []string, stdout, stderr io.Writer) err
 			return fmt.Errorf("list the databases of %s: %w", client, err)
 		}
 		if len(names) == 0 {
-			return fmt.Errorf("%s holds no replicated database", client)
+			return replicaurl.NoDatabases(client)
 		}
 	}
 
 	out := verifyOutput{Databases: []verifyEntry{}, Summary: verifySummary{ByKind: map[string]int{}}}
+	// Each NAME is a replica name or the path of the database (as watch
+	// was given it); a mistyped one fails before any long verification.
+	for i, name := range names {
+		if t := strings.Trim(name, "/"); !*all && t != "" && t != "." {
+			if names[i], err = replicaurl.Resolve(ctx, client, name); err != nil {
+				return err
+			}
+		}
+	}
 	for _, name := range names {
 		name = strings.Trim(name, "/")
 		db := client

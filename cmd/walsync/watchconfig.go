@@ -26,16 +26,14 @@ func (rc *replicaClients) open(r config.Replica) (storage.Client, error) {
 	if err != nil {
 		return nil, err
 	}
-	if !strings.HasPrefix(u, "s3://") {
-		if r.Type == "file" || strings.HasPrefix(u, "file://") {
-			return replicaurl.Open(u, replicaurl.Options{})
-		}
-		return nil, fmt.Errorf("replica %s: only s3 and file replicas are supported", r)
-	}
-	bucket, prefix, err := s3.ParseURL(u)
+	loc, err := replicaurl.Parse(u) // the one parser of -b and url:
 	if err != nil {
 		return nil, err
 	}
+	if loc.Bucket == "" {
+		return replicaurl.Open(u, replicaurl.Options{})
+	}
+	bucket, prefix := loc.Bucket, loc.Prefix
 	key := strings.Join([]string{bucket, r.Endpoint, r.Region, fmt.Sprint(r.ForcePathStyle != nil && *r.ForcePathStyle), fmt.Sprint(r.ForcePathStyle == nil), r.AccessKeyID}, "\x00")
 	root, ok := rc.roots[key]
 	if !ok {

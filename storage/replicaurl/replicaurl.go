@@ -1,13 +1,22 @@
-// Package replicaurl turns a replica URL into a storage client:
-// s3://bucket/prefix, file:///dir, or a plain directory path.
+// Package replicaurl turns a replica URL into a storage client
+// (s3://bucket/prefix, file:///dir, or a plain directory path), a database
+// path into its replica name, and a name or path given to a command back
+// into the replica it means.
 package replicaurl
 
 import (
+	"context"
+	"errors"
 	"fmt"
+	"io/fs"
 	"net/url"
+	"os"
 	"path/filepath"
+	"slices"
+	"strconv"
 	"strings"
 
+	"github.com/walsync/walsync/internal/suggest"
 	"github.com/walsync/walsync/storage"
 	"github.com/walsync/walsync/storage/file"
 	"github.com/walsync/walsync/storage/s3"
@@ -18,43 +27,115 @@ type Options struct {
 	S3 s3.Config // Bucket and Prefix are taken from the URL
 }
 
-// Open returns the client for raw. Clients of one call share nothing with
-// another call: open each bucket once and derive databases with Sub.
-func Open(raw string, opts Options) (storage.Client, error) {
+// Location is a parsed replica URL: an S3 bucket and prefix, or a local
+// directory.
+type Location struct {
+	Bucket, Prefix string // S3; Bucket is "" for a directory
+	Dir            string // an absolute directory path
+}
+
+// expected is the forms every refusal names.
+const expected = "use s3://bucket/prefix, file:///dir or a directory path"
+
+// Parse reads a replica URL. It is the one parser of -b and of a config's
+// url: s3://bucket/prefix; file:/dir, file:///dir or file://localhost/dir
+// (RFC 8089); or a directory path. Anything else that starts like a URL
+// (s3:/x, S3://x, gs://x, https://x, KEY:SECRET@host/x) is refused with the
+// form walsync expected, because as a directory it would replicate to the
+// local disk under a surprising name. Errors never repeat credentials.
+func Parse(raw string) (Location, error) {
+	shown := s3.RedactUserinfo(raw)
 	if raw == "" {
-		return nil, fmt.Errorf("no replica given: pass -b s3://bucket/prefix or -b /path/to/dir")
+		return Location{}, fmt.Errorf("no replica given: pass -b s3://bucket/prefix or -b /path/to/dir")
 	}
+	scheme, rest, isURL := splitScheme(raw)
 	switch {
-	case strings.HasPrefix(raw, "s3://"):
+	case !isURL && (strings.HasPrefix(raw, "s3//") || strings.HasPrefix(raw, "file//")):
+		return Location{}, fmt.Errorf("replica %q looks like a mistyped URL: %s, or ./%s if it really is a directory", shown, expected, shown)
+	case !isURL:
+		abs, err := filepath.Abs(raw)
+		if err != nil {
+			return Location{}, fmt.Errorf("replica directory %q: %w", shown, err)
+		}
+		return Location{Dir: abs}, nil
+	case scheme == "s3" && strings.HasPrefix(rest, "//"):
 		bucket, prefix, err := s3.ParseURL(raw)
 		if err != nil {
-			return nil, err
+			return Location{}, err
 		}
-		cfg := opts.S3
-		cfg.Bucket, cfg.Prefix = bucket, prefix
-		return s3.New(cfg)
-	case strings.HasPrefix(raw, "file://"):
-		u, err := url.Parse(raw)
-		if err != nil {
-			return nil, fmt.Errorf("invalid replica URL %q", s3.RedactUserinfo(raw))
-		}
-		if u.Host != "" && u.Host != "localhost" {
-			return nil, fmt.Errorf("invalid replica URL %q: file URLs take an absolute path, file:///dir", s3.RedactUserinfo(raw))
-		}
-		return file.New(u.Path), nil
-	case strings.Contains(raw, "://"):
-		return nil, fmt.Errorf("unsupported replica URL %q: use s3://bucket/prefix, file:///dir or a directory path", s3.RedactUserinfo(raw))
-	case strings.Contains(strings.SplitN(raw, "/", 2)[0], ":"), strings.HasPrefix(raw, "s3//"), strings.HasPrefix(raw, "file//"):
-		// "s3:/bucket", "s3//bucket" or "KEY:SECRET@host/x" is a mistyped
-		// URL: as a directory it would replicate to the local disk, and
-		// log its name, credentials and all.
-		return nil, fmt.Errorf("replica %q looks like a mistyped URL: use s3://bucket/prefix, or ./%s if it really is a directory", s3.RedactUserinfo(raw), s3.RedactUserinfo(raw))
+		return Location{Bucket: bucket, Prefix: prefix}, nil
+	case scheme == "file":
+		return parseFile(raw, shown)
+	case scheme != strings.ToLower(scheme) && (strings.EqualFold(scheme, "s3") || strings.EqualFold(scheme, "file")):
+		// A store that merged letter cases would not be told apart from a
+		// local directory named "S3:": one spelling only.
+		return Location{}, fmt.Errorf("replica %q: write the scheme in lower case, %s", shown, fixed(strings.ToLower(scheme), shown))
+	case strings.HasPrefix(rest, "//") && (scheme == "http" || scheme == "https"):
+		return Location{}, fmt.Errorf("unsupported replica URL %q: for an S3-compatible server give its address with --endpoint %s://host[:port] and the bucket as -b s3://bucket/prefix", shown, scheme)
+	case strings.HasPrefix(rest, "//"):
+		return Location{}, fmt.Errorf("unsupported replica URL %q: %s", shown, expected)
+	case scheme == "s3":
+		return Location{}, fmt.Errorf("replica %q looks like a mistyped URL: did you mean %s?", shown, fixed("s3", shown))
 	}
-	abs, err := filepath.Abs(raw)
+	// "KEY:SECRET@host/x", "c:dir": as a directory it would log its name,
+	// credentials and all.
+	return Location{}, fmt.Errorf("replica %q looks like a mistyped URL: %s, or ./%s if it really is a directory", shown, expected, shown)
+}
+
+// splitScheme splits raw at a URL scheme's colon: an RFC 3986 scheme
+// before any "/".
+func splitScheme(raw string) (scheme, rest string, ok bool) {
+	i := strings.IndexByte(raw, ':')
+	if i <= 0 || strings.Contains(raw[:i], "/") {
+		return "", "", false
+	}
+	for j, r := range raw[:i] {
+		letter := r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z'
+		if !letter && (j == 0 || !(r >= '0' && r <= '9' || r == '+' || r == '-' || r == '.')) {
+			return "", "", false
+		}
+	}
+	return raw[:i], raw[i+1:], true
+}
+
+// fixed is shown, a URL with a mistyped scheme or slashes, in the form
+// walsync reads: scheme://rest.
+func fixed(scheme, shown string) string {
+	_, rest, _ := splitScheme(shown)
+	rest = strings.TrimLeft(rest, "/")
+	if scheme == "file" {
+		return "file:///" + rest
+	}
+	return scheme + "://" + rest
+}
+
+// parseFile reads an RFC 8089 file URL: its path must be absolute and its
+// host empty or localhost.
+func parseFile(raw, shown string) (Location, error) {
+	u, err := url.Parse(raw)
+	if err != nil {
+		return Location{}, fmt.Errorf("invalid replica URL %q: %s", shown, expected)
+	}
+	if u.User != nil || (u.Host != "" && u.Host != "localhost") || u.RawQuery != "" || u.Fragment != "" || u.Opaque != "" || !strings.HasPrefix(u.Path, "/") {
+		return Location{}, fmt.Errorf("invalid replica URL %q: file URLs take an absolute path and no host, file:///dir (or give the directory path itself)", shown)
+	}
+	return Location{Dir: filepath.Clean(u.Path)}, nil
+}
+
+// Open returns the client for raw (see Parse). Clients of one call share
+// nothing with another call: open each bucket once and derive databases
+// with Sub.
+func Open(raw string, opts Options) (storage.Client, error) {
+	loc, err := Parse(raw)
 	if err != nil {
 		return nil, err
 	}
-	return file.New(abs), nil
+	if loc.Bucket == "" {
+		return file.New(loc.Dir), nil
+	}
+	cfg := opts.S3
+	cfg.Bucket, cfg.Prefix = loc.Bucket, loc.Prefix
+	return s3.New(cfg)
 }
 
 // Name derives a database's replica sub-path from its file path: the
@@ -99,4 +180,99 @@ func Names(paths []string) ([]string, error) {
 		names[i] = n
 	}
 	return names, nil
+}
+
+// Resolve returns the replica name below c that arg refers to: arg itself
+// when a replica has that name (t1/app, or t1/app.db for a database found
+// with --dir), else, when arg looks like a file path (it has a "/" or an
+// extension, or the file exists), the name watch gives that database
+// (Name: /var/lib/app/t1/app.db is t1/app), as Litestream's
+// "restore /path/to/db" does. An arg that reaches no replica is an error
+// that says so and names the closest replicas that exist; a c that holds
+// no replica at all is NoDatabases.
+func Resolve(ctx context.Context, c storage.Client, arg string) (string, error) {
+	name := strings.Trim(arg, "/")
+	if name == "" {
+		return "", fmt.Errorf("no database name given (walsync list -b URL shows them)")
+	}
+	cands := []string{name}
+	if looksLikePath(arg) {
+		if n, err := Name(arg); err == nil && n != name {
+			cands = append(cands, n)
+		}
+	}
+	ec, ok := c.(storage.EmptyChecker)
+	if !ok {
+		return name, nil // cannot tell: the command reports what it finds
+	}
+	for _, n := range cands {
+		has, err := ec.HasFiles(ctx)
+		if n != "" {
+			has, err = c.Sub(n).(storage.EmptyChecker).HasFiles(ctx)
+		}
+		if err != nil {
+			return "", fmt.Errorf("look for database %q under %s: %w", n, c, err)
+		}
+		if has {
+			return n, nil
+		}
+	}
+	var names []string
+	if l, ok := c.(storage.ReplicaLister); ok {
+		var err error
+		if names, err = l.ListReplicas(ctx); err != nil {
+			return "", fmt.Errorf("list the databases under %s: %w", c, err)
+		}
+		if len(names) == 0 {
+			return "", NoDatabases(c)
+		}
+	}
+	msg := fmt.Sprintf("no database named %q under %s", name, c)
+	if len(cands) > 1 {
+		msg += fmt.Sprintf(", nor %q, the name of the database at that path", cands[1])
+	}
+	closest := suggest.Closest(name, names, 5)
+	if len(cands) > 1 {
+		closest = slices.Compact(append(closest, suggest.Closest(cands[1], names, 5)...))
+	}
+	switch {
+	case len(closest) > 0:
+		msg += "; closest: " + quoteAll(closest[:min(5, len(closest))])
+	case len(names) > 0 && len(names) <= 5:
+		msg += "; it holds " + quoteAll(names)
+	}
+	return "", errors.New(msg + " (walsync list -b URL shows every database)")
+}
+
+// looksLikePath reports whether arg reads as a database file's path rather
+// than a replica name.
+func looksLikePath(arg string) bool {
+	if strings.Contains(arg, "/") || filepath.Ext(arg) != "" {
+		return true
+	}
+	fi, err := os.Stat(arg)
+	return err == nil && fi.Mode().IsRegular()
+}
+
+// quoteAll quotes names from a replica for a message (escaping what a
+// terminal would act on) and joins them.
+func quoteAll(names []string) string {
+	q := make([]string, len(names))
+	for i, n := range names {
+		q[i] = strconv.Quote(n)
+	}
+	return strings.Join(q, ", ")
+}
+
+// NoDatabases is the error of a command that reads a replica location
+// holding no database: a mistyped -b or a directory that does not exist
+// must not pass for an empty replica.
+func NoDatabases(c storage.Client) error {
+	msg := fmt.Sprintf("no databases under %s", c)
+	if fc, ok := c.(*file.Client); ok {
+		if _, err := os.Stat(fc.Root()); errors.Is(err, fs.ErrNotExist) {
+			msg += ": the directory does not exist"
+		}
+	}
+	return errors.New(msg + "; check -b (the URL walsync watch replicates to)")
 }

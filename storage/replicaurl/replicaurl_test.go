@@ -11,7 +11,7 @@ import (
 // replicated into a local directory of that name, and a secret in it stays
 // out of the error.
 func TestMistypedURLIsNotADirectory(t *testing.T) {
-	for _, raw := range []string{"s3:/bucket/app", "s3:bucket", "s3//bucket/app", "AKIAXAMPLE:SECRETMARKER@minio.local/bucket", "file:/tmp/x"} {
+	for _, raw := range []string{"s3:/bucket/app", "s3:bucket", "s3//bucket/app", "AKIAXAMPLE:SECRETMARKER@minio.local/bucket", "s3:/AKIAXAMPLE:SECRETMARKER@bucket/x"} {
 		c, err := replicaurl.Open(raw, replicaurl.Options{})
 		if err == nil {
 			t.Fatalf("%q opened as %s", raw, c)

@@ -1,0 +1,150 @@
+package main
+
+// A new user's first hour (issue 21): the names, replica URLs, errors and
+// edges of the command line, each with its message and exit status.
+
+import (
+	"bytes"
+	"context"
+	"database/sql"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	_ "github.com/mattn/go-sqlite3"
+)
+
+// cli runs walsync with args and returns its exit status and output.
+func cli(t *testing.T, args ...string) (int, string, string) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	var stdout, stderr bytes.Buffer
+	code := run(ctx, args, &stdout, &stderr)
+	return code, stdout.String(), stderr.String()
+}
+
+// walDB creates a WAL-mode database at path holding rows rows.
+func walDB(t *testing.T, path string, rows int) {
+	t.Helper()
+	if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	db, err := sql.Open("sqlite3", "file:"+path+"?_journal_mode=WAL")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	if _, err := db.Exec("CREATE TABLE IF NOT EXISTS t (id INTEGER PRIMARY KEY, v TEXT)"); err != nil {
+		t.Fatal(err)
+	}
+	for i := 0; i < rows; i++ {
+		if _, err := db.Exec("INSERT INTO t (v) VALUES (?)", fmt.Sprint("row ", i)); err != nil {
+			t.Fatal(err)
+		}
+	}
+}
+
+// replicated returns a replica directory holding cli/wal, the replica of
+// <dir>/cli/wal.db, and that database's path.
+func replicated(t *testing.T) (rep, dbPath string) {
+	t.Helper()
+	dir := t.TempDir()
+	dbPath = filepath.Join(dir, "cli", "wal.db")
+	walDB(t, dbPath, 3)
+	rep = filepath.Join(dir, "rep")
+	if code, out, errOut := cli(t, "snapshot", dbPath, "-b", rep); code != 0 {
+		t.Fatalf("snapshot: exit %d\n%s%s", code, out, errOut)
+	}
+	return rep, dbPath
+}
+
+// TestNamesANewcomerGuesses: restore, verify, compact and list take the
+// database's path as well as its replica name; a name no database has is
+// said to be unknown, with the closest names that exist.
+func TestNamesANewcomerGuesses(t *testing.T) {
+	rep, dbPath := replicated(t)
+	out := filepath.Join(t.TempDir(), "out.db")
+
+	// The newcomer's first try: the file name without its directory.
+	code, _, errOut := cli(t, "restore", "wal", "-o", out, "-b", rep)
+	if code != 1 || !strings.Contains(errOut, `no database named "wal"`) || !strings.Contains(errOut, "cli/wal") {
+		t.Fatalf("restore by an unknown name: exit %d, want 1 with the unknown name and the closest (cli/wal):\n%s", code, errOut)
+	}
+	if strings.Contains(errOut, "no LTX files") {
+		t.Fatalf("the unknown name is reported as an empty replica:\n%s", errOut)
+	}
+	// By the database's path, as watch was given it.
+	code, stdout, errOut := cli(t, "restore", dbPath, "-o", out, "-b", rep)
+	if code != 0 || !strings.Contains(stdout, "cli/wal") {
+		t.Fatalf("restore by the database path: exit %d\n%s%s", code, stdout, errOut)
+	}
+	// By the replica name, with a trailing slash.
+	if code, stdout, errOut := cli(t, "restore", "cli/wal/", "-o", out+"2", "-b", rep); code != 0 {
+		t.Fatalf("restore by the replica name: exit %d\n%s%s", code, stdout, errOut)
+	}
+	for _, args := range [][]string{
+		{"verify", dbPath, "-b", rep},
+		{"compact", dbPath, "-b", rep},
+		{"list", dbPath, "-b", rep},
+		{"list", "cli/wal", "-b", rep},
+	} {
+		code, stdout, errOut := cli(t, args...)
+		if code != 0 || !strings.Contains(stdout, "cli/wal") {
+			t.Errorf("%s by path or name: exit %d\n%s%s", args[0], code, stdout, errOut)
+		}
+	}
+	for _, verb := range []string{"verify", "compact", "list"} {
+		code, stdout, errOut := cli(t, verb, "cli/wall", "-b", rep)
+		if code != 1 || !strings.Contains(errOut, `no database named "cli/wall"`) || !strings.Contains(errOut, "cli/wal") {
+			t.Errorf("%s by an unknown name: exit %d, want 1 naming cli/wal\n%s%s", verb, code, stdout, errOut)
+		}
+	}
+}
+
+// TestReplicaURLsMeanWhatTheySay: file:/abs and file:///abs are the
+// directory; a mistyped or unsupported scheme is refused with the form
+// walsync expects; a replica location that holds nothing is an error.
+func TestReplicaURLsMeanWhatTheySay(t *testing.T) {
+	rep, _ := replicated(t)
+	for _, u := range []string{"file:" + rep, "file://" + rep, "file://localhost" + rep, rep} {
+		code, stdout, errOut := cli(t, "list", "-b", u)
+		if code != 0 || !strings.Contains(stdout, "cli/wal") {
+			t.Errorf("list -b %s: exit %d, want the table with cli/wal\n%s%s", u, code, stdout, errOut)
+		}
+	}
+	for _, c := range []struct{ url, want string }{
+		{"s3:/bucket/x", "did you mean s3://bucket/x"},
+		{"s3:bucket/x", "did you mean s3://bucket/x"},
+		{"S3://bucket/x", "lower case, s3://bucket/x"},
+		{"File:///tmp/x", "lower case, file:///tmp/x"},
+		{"gs://bucket/x", "s3://bucket/prefix"},
+		{"https://minio.local/bucket", "--endpoint"},
+		{"file:tmp/x", "file:///"},
+	} {
+		code, stdout, errOut := cli(t, "list", "-b", c.url)
+		if code != 2 || !strings.Contains(errOut, c.want) {
+			t.Errorf("list -b %s: exit %d, want 2 and %q in the error\n%s%s", c.url, code, c.want, stdout, errOut)
+		}
+		if _, err := os.Stat(c.url); err == nil {
+			t.Errorf("list -b %s created a local directory", c.url)
+		}
+	}
+	missing := filepath.Join(t.TempDir(), "nothing-here")
+	code, stdout, errOut := cli(t, "list", "-b", missing)
+	if code != 1 || !strings.Contains(errOut, "no databases under file://"+missing) || !strings.Contains(errOut, "does not exist") {
+		t.Errorf("list on a missing directory: exit %d, want 1 saying it does not exist\n%s%s", code, stdout, errOut)
+	}
+	empty := t.TempDir()
+	code, stdout, errOut = cli(t, "list", "-b", empty)
+	if code != 1 || !strings.Contains(errOut, "no databases under file://"+empty) {
+		t.Errorf("list on an empty directory: exit %d, want 1 and no databases under\n%s%s", code, stdout, errOut)
+	}
+	code, stdout, errOut = cli(t, "restore", "cli/wal", "-o", filepath.Join(empty, "out.db"), "-b", missing)
+	if code != 1 || !strings.Contains(errOut, "no databases under") {
+		t.Errorf("restore from a missing directory: exit %d, want 1 and no databases under\n%s%s", code, stdout, errOut)
+	}
+}
