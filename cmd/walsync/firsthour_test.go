@@ -148,3 +148,51 @@ func TestReplicaURLsMeanWhatTheySay(t *testing.T) {
 		t.Errorf("restore from a missing directory: exit %d, want 1 and no databases under\n%s%s", code, stdout, errOut)
 	}
 }
+
+// TestVersion: --version and version print the build's module version,
+// VCS revision and build time (from the binary's build info).
+func TestVersion(t *testing.T) {
+	for _, arg := range []string{"--version", "version", "-version"} {
+		code, stdout, errOut := cli(t, arg)
+		if code != 0 || !strings.HasPrefix(stdout, "walsync ") {
+			t.Fatalf("%s: exit %d\n%s%s", arg, code, stdout, errOut)
+		}
+		for _, want := range []string{"commit", "built", "go"} {
+			if !strings.Contains(stdout, want) {
+				t.Errorf("%s: no %q in %q", arg, want, stdout)
+			}
+		}
+	}
+	old := version
+	version = "v9.8.7"
+	defer func() { version = old }()
+	if _, stdout, _ := cli(t, "version"); !strings.HasPrefix(stdout, "walsync v9.8.7") {
+		t.Errorf("-X main.version does not override the version: %q", stdout)
+	}
+}
+
+// TestUnknownFlag: a mistyped flag is the error, a "did you mean" and one
+// line pointing to --help; not the whole usage between two copies.
+func TestUnknownFlag(t *testing.T) {
+	code, stdout, errOut := cli(t, "restore", "cli/wal", "-o", "x.db", "-b", t.TempDir(), "--timestmp", "2026-01-01T00:00:00Z")
+	lines := strings.Split(strings.TrimSpace(errOut), "\n")
+	if code != 2 || len(lines) > 3 || !strings.Contains(errOut, "--timestmp") ||
+		!strings.Contains(errOut, "did you mean --timestamp") || !strings.Contains(errOut, "walsync restore --help") {
+		t.Fatalf("exit %d, %d lines, want 2 with the error, a did-you-mean and a pointer to --help:\n%s%s", code, len(lines), stdout, errOut)
+	}
+	code, _, errOut = cli(t, "lsit", "-b", "x")
+	if code != 2 || !strings.Contains(errOut, `did you mean "list"`) || strings.Count(errOut, "\n") > 3 {
+		t.Errorf("unknown command: exit %d\n%s", code, errOut)
+	}
+}
+
+// TestNoCommand: walsync alone prints the usage and exits 2; --help exits 0.
+func TestNoCommand(t *testing.T) {
+	code, stdout, errOut := cli(t)
+	if code != 2 || !strings.Contains(stdout+errOut, "Usage:") {
+		t.Errorf("no command: exit %d, want 2 with the usage\n%s%s", code, stdout, errOut)
+	}
+	if code, stdout, _ := cli(t, "--help"); code != 0 || !strings.Contains(stdout, "Usage:") {
+		t.Errorf("--help: exit %d\n%s", code, stdout)
+	}
+}

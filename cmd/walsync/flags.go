@@ -6,6 +6,7 @@ import (
 	"io"
 	"strings"
 
+	"github.com/walsync/walsync/internal/suggest"
 	"github.com/walsync/walsync/storage"
 	"github.com/walsync/walsync/storage/replicaurl"
 	"github.com/walsync/walsync/storage/s3"
@@ -22,15 +23,22 @@ func newFlagSet(name, synopsis string, stderr io.Writer) *flag.FlagSet {
 }
 
 // parse parses flags wherever they stand among the positional arguments
-// ("watch a.db b.db -b URL" as well as "watch -b URL a.db b.db").
+// ("watch a.db b.db -b URL" as well as "watch -b URL a.db b.db"). A
+// mistake is one error with a "did you mean" and a pointer to --help, not
+// the whole usage; -h and --help print the usage.
 func parse(fs *flag.FlagSet, args []string) ([]string, error) {
+	usage, out := fs.Usage, fs.Output()
+	fs.Usage = func() {}
+	fs.SetOutput(io.Discard)
+	defer func() { fs.Usage = usage; fs.SetOutput(out) }()
 	var pos []string
 	for {
 		if err := fs.Parse(args); err != nil {
 			if err == flag.ErrHelp {
+				usage()
 				return nil, err
 			}
-			return nil, usageError{err}
+			return nil, usageError{flagError(fs, err)}
 		}
 		args = fs.Args()
 		if len(args) == 0 {
@@ -42,6 +50,22 @@ func parse(fs *flag.FlagSet, args []string) ([]string, error) {
 		pos = append(pos, args[0])
 		args = args[1:]
 	}
+}
+
+// flagError rewrites the flag package's error for one line: an unknown
+// flag gets the closest defined one, and every error a pointer to --help.
+func flagError(fs *flag.FlagSet, err error) error {
+	msg := err.Error()
+	const unknown = "flag provided but not defined: -"
+	if name, ok := strings.CutPrefix(msg, unknown); ok {
+		var names []string
+		fs.VisitAll(func(f *flag.Flag) { names = append(names, f.Name) })
+		msg = "unknown flag --" + name
+		if c := suggest.Closest(name, names, 1); len(c) > 0 {
+			msg += fmt.Sprintf("; did you mean --%s?", c[0])
+		}
+	}
+	return fmt.Errorf("%s\nRun \"walsync %s --help\" for its options.", msg, fs.Name())
 }
 
 // replicaFlags are the options that select and reach a replica.

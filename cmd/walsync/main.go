@@ -11,15 +11,20 @@ import (
 	"log/slog"
 	"os"
 	"os/signal"
+	"runtime"
+	"runtime/debug"
+	"sort"
 	"strconv"
 	"strings"
 	"syscall"
 	"unicode/utf8"
 
 	"github.com/walsync/walsync/capture"
+	"github.com/walsync/walsync/internal/suggest"
 )
 
-// version is set at build time with -ldflags "-X main.version=…".
+// version is set at build time with -ldflags "-X main.version=…"; left
+// at "dev", the module version of the binary's build info is shown.
 var version = "dev"
 
 const usage = `walsync replicates SQLite databases to S3 or a directory, and restores them.
@@ -29,15 +34,16 @@ Usage:
   walsync status [--addr ADDR]        what a running watch is doing (its --addr)
   walsync snapshot DB... -b URL       write a snapshot now
   walsync restore NAME -o OUT -b URL  restore a database [--txid N | --timestamp T]
-  walsync list -b URL [--strict]      list the replicated databases
+  walsync list [NAME] -b URL          list the replicated databases [--strict]
   walsync compact NAME -b URL         apply snapshot retention (dry run unless --force)
   walsync verify NAME -b URL          check a replica [--all] [--restore] [--json]
-  walsync version
+  walsync version                     (or --version)
 
 URL is s3://bucket/prefix, file:///dir or a directory path. Each database
 is stored under a sub-path named after its directory and file, e.g.
 /var/lib/app/t1/app.db is "t1/app"; databases found with --dir DIR are
 named by their path relative to DIR ("t1/app.db"), as Litestream does.
+NAME is that name or the database's path (/var/lib/app/t1/app.db).
 
 Run "walsync COMMAND --help" for a command's options.
 `
@@ -68,13 +74,20 @@ func main() {
 }
 
 func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
-	if len(args) == 0 || args[0] == "-h" || args[0] == "--help" || args[0] == "help" {
+	if len(args) == 0 {
+		fmt.Fprint(stderr, usage)
+		return 2
+	}
+	switch args[0] {
+	case "-h", "--help", "help":
 		fmt.Fprint(stdout, usage)
 		return 0
+	case "-version", "--version":
+		args[0] = "version"
 	}
 	cmd, ok := commands[args[0]]
 	if !ok {
-		fmt.Fprintf(stderr, "walsync: unknown command %q\n\n%s", args[0], usage)
+		fmt.Fprintf(stderr, "walsync: unknown command %q%s\nRun \"walsync --help\" for the commands.\n", args[0], didYouMean(args[0], commandNames()))
 		return 2
 	}
 	if err := cmd(ctx, args[1:], stdout, stderr); err != nil {
@@ -97,13 +110,64 @@ type usageError struct{ error }
 
 func usagef(format string, a ...any) error { return usageError{fmt.Errorf(format, a...)} }
 
+// commandNames lists the commands, for "did you mean".
+func commandNames() []string {
+	names := make([]string, 0, len(commands))
+	for n := range commands {
+		names = append(names, n)
+	}
+	sort.Strings(names)
+	return names
+}
+
+// didYouMean is ": did you mean "x"?" for the closest of names to word, or "".
+func didYouMean(word string, names []string) string {
+	if c := suggest.Closest(word, names, 1); len(c) > 0 {
+		return fmt.Sprintf("; did you mean %q?", c[0])
+	}
+	return ""
+}
+
 func runVersion(_ context.Context, args []string, stdout, stderr io.Writer) error {
 	fs := newFlagSet("version", "walsync version", stderr)
 	if _, err := parse(fs, args); err != nil {
 		return err
 	}
-	fmt.Fprintf(stdout, "walsync %s\n", version)
+	fmt.Fprintln(stdout, versionLine(version))
 	return nil
+}
+
+// versionLine describes the binary: its version (v, unless it is "dev" and
+// the build info has a module version), the VCS revision and commit time
+// Go stamped into it, and the Go release that built it, e.g.
+//
+//	walsync v0.3.0 (commit 38d819f0a1b2, 2026-12-07T19:00:00Z; built with go1.26.8)
+func versionLine(v string) string {
+	rev, at, modified, goVersion := "unknown", "", false, runtime.Version()
+	if bi, ok := debug.ReadBuildInfo(); ok {
+		if mv := bi.Main.Version; v == "dev" && mv != "" && mv != "(devel)" {
+			v = mv
+		}
+		goVersion = bi.GoVersion
+		for _, s := range bi.Settings {
+			switch s.Key {
+			case "vcs.revision":
+				rev = s.Value
+			case "vcs.time":
+				at = s.Value
+			case "vcs.modified":
+				modified = s.Value == "true"
+			}
+		}
+	}
+	commit := "commit " + rev
+	if at != "" {
+		commit += ", " + at
+	}
+	if modified {
+		commit += ", with uncommitted changes"
+	}
+	return fmt.Sprintf("walsync %s (%s; built with %s)", v, commit, goVersion)
 }
 
 // logLevelOf is level's slog.Level, info if it is not one.
