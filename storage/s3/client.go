@@ -75,8 +75,20 @@ func (c *Client) Prefix() string { return c.prefix }
 // Endpoint returns the endpoint URL requests go to.
 func (c *Client) Endpoint() string { return c.s.endpointString() }
 
-// CredentialSource says where the credentials came from (never their values).
-func (c *Client) CredentialSource() string { return c.s.cfg.Credentials.Source }
+// CredentialSource says where the credentials come from (never their values).
+func (c *Client) CredentialSource() string { return c.s.creds.src.name() }
+
+// CredentialStatus says where the credentials come from, when they expire
+// and whether renewing them fails (never their values).
+func (c *Client) CredentialStatus() CredentialStatus { return c.s.creds.status() }
+
+// ObtainCredentials gets the credentials requests are signed with (from
+// the cache, or their source when due) and reports their status: the
+// check command's first step. Its error names the source and what to do.
+func (c *Client) ObtainCredentials(ctx context.Context) (CredentialStatus, error) {
+	_, err := c.s.creds.get(ctx)
+	return c.s.creds.status(), err
+}
 
 // Sub implements storage.Client. The new client shares c's connections.
 func (c *Client) Sub(name string) storage.Client {

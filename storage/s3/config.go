@@ -44,9 +44,10 @@ type Config struct {
 	// virtual-hosted style for AWS.
 	ForcePathStyle *bool
 
-	// Credentials: nil means the chain of AWS_ACCESS_KEY_ID /
-	// AWS_SECRET_ACCESS_KEY (or LITESTREAM_ACCESS_KEY_ID / …), then the
-	// shared credentials file and the config file for Profile.
+	// Credentials: nil means the AWS credential chain (credentials.go):
+	// AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY (or LITESTREAM_ACCESS_KEY_ID
+	// / …), web identity, Profile's keys, role, SSO or credential_process,
+	// container credentials, the EC2 instance metadata service.
 	Credentials *Credentials
 	Profile     string // empty: AWS_PROFILE, AWS_DEFAULT_PROFILE, "default"
 
@@ -60,14 +61,6 @@ type Config struct {
 	ResponseTimeout    time.Duration
 
 	Logger *slog.Logger
-}
-
-// Credentials are static AWS credentials.
-type Credentials struct {
-	AccessKeyID     string
-	SecretAccessKey string
-	SessionToken    string
-	Source          string // where they came from, for logs (never the values)
 }
 
 // ParseURL splits "s3://bucket/prefix" into bucket and prefix. Its errors
@@ -270,6 +263,7 @@ func credentialParam(name string) bool {
 type resolved struct {
 	Config
 	endpoint  *url.URL
+	creds     credentialSource
 	custom    bool // not AWS
 	pathStyle bool
 	tls       *tls.Config
@@ -287,6 +281,7 @@ func resolve(cfg Config) (*resolved, error) {
 	if r.Profile == "" {
 		r.Profile = firstEnv("AWS_PROFILE", "AWS_DEFAULT_PROFILE")
 	}
+	explicitProfile := r.Profile != ""
 	if r.Profile == "" {
 		r.Profile = "default"
 	}
@@ -335,15 +330,24 @@ func resolve(cfg Config) (*resolved, error) {
 		r.pathStyle = r.custom || strings.Contains(r.Bucket, ".")
 	}
 
-	if r.Credentials == nil {
-		c, err := loadCredentials(r.Profile, profileCfg)
+	if r.Credentials != nil {
+		r.creds = staticSource{*r.Credentials}
+	} else {
+		src, err := resolveCredentials(r.Profile, explicitProfile, loadProfileCredentials(r.Profile), profileCfg)
 		if err != nil {
 			return nil, err
 		}
-		r.Credentials = c
+		if ch, ok := src.(*sdkChain); ok {
+			ch.region = r.Region
+			ch.byName = ch.byName || cfg.Profile != ""
+		}
+		r.creds = src
 	}
-	if r.Credentials.AccessKeyID == "" || r.Credentials.SecretAccessKey == "" {
-		return nil, errors.New("s3: incomplete credentials: both an access key ID and a secret access key are needed")
+	if s, ok := r.creds.(staticSource); ok {
+		if s.c.AccessKeyID == "" || s.c.SecretAccessKey == "" {
+			return nil, errors.New("s3: incomplete credentials: both an access key ID and a secret access key are needed")
+		}
+		r.Credentials = &s.c
 	}
 
 	if r.CABundle == "" {
@@ -411,44 +415,14 @@ func firstEnv(names ...string) string {
 	return ""
 }
 
-// loadCredentials walks the credential chain. Errors never carry values.
-func loadCredentials(profile string, profileCfg map[string]string) (*Credentials, error) {
-	for _, pair := range [][3]string{
-		{"AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN"},
-		{"LITESTREAM_ACCESS_KEY_ID", "LITESTREAM_SECRET_ACCESS_KEY", ""},
-	} {
-		id, secret := os.Getenv(pair[0]), os.Getenv(pair[1])
-		if id == "" && secret == "" {
-			continue
-		}
-		if id == "" || secret == "" {
-			return nil, fmt.Errorf("s3: %s and %s must be set together", pair[0], pair[1])
-		}
-		c := &Credentials{AccessKeyID: id, SecretAccessKey: secret, Source: "environment (" + pair[0] + ")"}
-		if pair[2] != "" {
-			c.SessionToken = os.Getenv(pair[2])
-		}
-		return c, nil
+// loadProfileCredentials returns the profile's section of the shared
+// credentials file; nil if there is none.
+func loadProfileCredentials(profile string) map[string]string {
+	path := os.Getenv("AWS_SHARED_CREDENTIALS_FILE")
+	if path == "" {
+		path = homeFile(".aws", "credentials")
 	}
-
-	credFile := os.Getenv("AWS_SHARED_CREDENTIALS_FILE")
-	if credFile == "" {
-		credFile = homeFile(".aws", "credentials")
-	}
-	if sec, ok := readINI(credFile)[profile]; ok && sec["aws_access_key_id"] != "" {
-		return &Credentials{
-			AccessKeyID: sec["aws_access_key_id"], SecretAccessKey: sec["aws_secret_access_key"],
-			SessionToken: sec["aws_session_token"], Source: "shared credentials file, profile " + profile,
-		}, nil
-	}
-	if profileCfg["aws_access_key_id"] != "" {
-		return &Credentials{
-			AccessKeyID: profileCfg["aws_access_key_id"], SecretAccessKey: profileCfg["aws_secret_access_key"],
-			SessionToken: profileCfg["aws_session_token"], Source: "AWS config file, profile " + profile,
-		}, nil
-	}
-	return nil, fmt.Errorf("s3: no credentials found: set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY, "+
-		"or add profile %q to ~/.aws/credentials (AWS_PROFILE selects another profile)", profile)
+	return readINI(path)[profile]
 }
 
 // loadProfileConfig returns the profile's section of the AWS config file.

@@ -1,6 +1,10 @@
 package s3
 
 import (
+	"context"
+	"errors"
+	"log/slog"
+	"net"
 	"net/http"
 	"os"
 	"path/filepath"
@@ -24,6 +28,18 @@ func isolateEnv(t *testing.T) string {
 	home := t.TempDir()
 	t.Setenv("HOME", home)
 	return home
+}
+
+// closedAddr returns a 127.0.0.1 address nothing listens on.
+func closedAddr(t *testing.T) string {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr := ln.Addr().String()
+	ln.Close()
+	return addr
 }
 
 func writeTestFile(t *testing.T, path, content string) string {
@@ -378,9 +394,22 @@ aws_session_token=tokenPROD
 			}
 		}
 
-		isolateEnv(t) // and nothing at all
-		if _, err := resolveCreds(t); err == nil || !strings.Contains(err.Error(), "no credentials found") {
-			t.Fatalf("no credentials anywhere: %v", err)
+		// And nothing at all: the chain ends at the EC2 instance metadata
+		// service, here a port nothing listens on.
+		isolateEnv(t)
+		t.Setenv("AWS_EC2_METADATA_SERVICE_ENDPOINT", "http://"+closedAddr(t))
+		r, err := resolve(Config{Bucket: "b"})
+		if err != nil {
+			t.Fatal(err)
+		}
+		start := time.Now()
+		_, err = newCredentialCache(r.creds, slog.New(slog.DiscardHandler)).get(context.Background())
+		var ce *CredentialsError
+		if !errors.As(err, &ce) || !ce.Permanent || !strings.Contains(err.Error(), "no credentials found") || !strings.Contains(err.Error(), "AWS_ACCESS_KEY_ID") {
+			t.Fatalf("no credentials anywhere: %v, want a permanent CredentialsError saying no credentials were found", err)
+		}
+		if took := time.Since(start); took > 10*time.Second {
+			t.Fatalf("finding no credentials took %v", took)
 		}
 	})
 
@@ -497,8 +526,8 @@ func TestSignature(t *testing.T) {
 			for k, v := range tc.header {
 				req.Header.Set(k, v)
 			}
-			s := &signer{creds: tc.creds}
-			s.sign(req, tc.region, tc.payload, tc.now)
+			s := &signer{}
+			s.sign(req, tc.creds, tc.region, tc.payload, tc.now)
 			want := "AWS4-HMAC-SHA256 Credential=" + tc.creds.AccessKeyID + "/" + tc.now.Format("20060102") + "/" + tc.region +
 				"/s3/aws4_request, SignedHeaders=" + tc.signedHeaders + ", Signature=" + tc.signature
 			if got := req.Header.Get("Authorization"); got != want {
@@ -509,7 +538,7 @@ func TestSignature(t *testing.T) {
 			}
 			// The cached signing key gives the same answer.
 			req.Header.Del("Authorization")
-			s.sign(req, tc.region, tc.payload, tc.now)
+			s.sign(req, tc.creds, tc.region, tc.payload, tc.now)
 			if got := req.Header.Get("Authorization"); got != want {
 				t.Fatalf("second signature differs: %s", got)
 			}

@@ -33,6 +33,9 @@ type Error struct {
 	Status   int
 	Code     string // S3 error code, e.g. "NoSuchBucket"
 	Message  string
+
+	header http.Header // the response's, when there was one: Date, X-Amz-Bucket-Region
+	region string      // the error document's Region: where the bucket is
 }
 
 func (e *Error) Error() string {
@@ -80,6 +83,23 @@ func (e *Error) Unwrap() error {
 	return nil
 }
 
+// permanent reports whether retrying err cannot help: the one rule for
+// which storage failures are retried. An S3 answer that is not retryable
+// (refused credentials, a missing bucket), a credential source that says
+// no (CredentialsError.Permanent) and a TLS verification failure are
+// permanent; throttling, 5xx, timeouts and broken connections are not.
+func permanent(err error) bool {
+	var se *Error
+	if errors.As(err, &se) {
+		return !se.retryable()
+	}
+	var ce *CredentialsError
+	if errors.As(err, &ce) {
+		return ce.Permanent
+	}
+	return isCertificateError(err)
+}
+
 // retryable reports whether the failure may go away by itself.
 func (e *Error) retryable() bool {
 	switch e.Code {
@@ -109,6 +129,7 @@ type store struct {
 	cfg    *resolved
 	http   *http.Client
 	signer *signer
+	creds  *credentialCache
 	tigris bool
 	// noConditional: the server answered 501 to If-None-Match; creates
 	// are sent without it.
@@ -135,7 +156,8 @@ func newStore(cfg *resolved) *store {
 	return &store{
 		cfg:    cfg,
 		http:   &http.Client{Transport: tr, CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }},
-		signer: &signer{creds: *cfg.Credentials},
+		signer: &signer{},
+		creds:  newCredentialCache(cfg.creds, cfg.Logger),
 		tigris: strings.Contains(host, "tigris") || strings.HasSuffix(host, ".storage.dev"),
 	}
 }
@@ -168,21 +190,28 @@ func (s *store) newError(r *request, status int, code, msg string) *Error {
 // cancelled. The caller closes the body.
 func (s *store) do(ctx context.Context, r *request) (*http.Response, error) {
 	var lastErr error
+	renewed := false
 	for attempt := 0; ; attempt++ {
-		if attempt > 0 {
+		if attempt > 0 && lastErr != nil {
 			if err := s.backoff(ctx, attempt, r, lastErr); err != nil {
 				return nil, err
 			}
 		}
-		resp, err := s.attempt(ctx, r)
+		resp, used, err := s.attempt(ctx, r)
 		if err == nil {
 			return resp, nil
 		}
 		if ctx.Err() != nil {
 			return nil, ctx.Err()
 		}
-		var se *Error
-		if errors.As(err, &se) && !se.retryable() || isCertificateError(err) {
+		if !renewed && refusedCredentials(err) && s.creds.expire(used) {
+			// Expired or revoked session credentials: once more, at once,
+			// with renewed ones.
+			renewed, lastErr = true, nil
+			attempt--
+			continue
+		}
+		if permanent(err) {
 			return nil, err
 		}
 		lastErr = err
@@ -214,7 +243,17 @@ func (s *store) backoff(ctx context.Context, attempt int, r *request, lastErr er
 	}
 }
 
-func (s *store) attempt(ctx context.Context, r *request) (*http.Response, error) {
+// attempt sends r once and returns the credentials it was signed with.
+func (s *store) attempt(ctx context.Context, r *request) (*http.Response, Credentials, error) {
+	creds, err := s.creds.get(ctx)
+	if err != nil {
+		return nil, creds, err
+	}
+	resp, err := s.send(ctx, r, creds)
+	return resp, creds, err
+}
+
+func (s *store) send(ctx context.Context, r *request, creds Credentials) (*http.Response, error) {
 	actx, cancel := context.WithCancel(ctx)
 	guard := newIdleGuard(cancel)
 	req, err := http.NewRequestWithContext(actx, r.method, s.url(r.key, r.query).String(), nil)
@@ -243,7 +282,7 @@ func (s *store) attempt(ctx context.Context, r *request) (*http.Response, error)
 			req.Body = http.NoBody
 		}
 	}
-	s.signer.sign(req, s.cfg.Region, sum, time.Now())
+	s.signer.sign(req, creds, s.cfg.Region, sum, time.Now())
 
 	resp, err := s.http.Do(req)
 	if err != nil {
@@ -259,13 +298,16 @@ func (s *store) attempt(ctx context.Context, r *request) (*http.Response, error)
 	var xe struct {
 		Code    string `xml:"Code"`
 		Message string `xml:"Message"`
+		Region  string `xml:"Region"`
 	}
 	b, _ := io.ReadAll(io.LimitReader(resp.Body, 64<<10))
 	_ = xml.Unmarshal(b, &xe)
 	if xe.Code == "" && resp.StatusCode == http.StatusNotFound && r.key == "" {
 		xe.Code = "NoSuchBucket"
 	}
-	return nil, s.newError(r, resp.StatusCode, xe.Code, xe.Message)
+	e := s.newError(r, resp.StatusCode, xe.Code, xe.Message)
+	e.header, e.region = resp.Header, xe.Region
+	return nil, e
 }
 
 // idleGuard cancels a request when its body stops moving.

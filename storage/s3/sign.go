@@ -17,27 +17,28 @@ const emptySHA256 = "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b785
 
 // signer signs requests with AWS Signature Version 4 for the s3 service.
 type signer struct {
-	creds Credentials
-
-	mu      sync.Mutex
-	keyDate string // yyyymmdd the cached key is for
-	keyReg  string
-	key     []byte
+	mu        sync.Mutex
+	keyDate   string // yyyymmdd the cached key is for
+	keyReg    string
+	keySecret string // the secret it was derived from: credentials rotate
+	key       []byte
 }
 
 // sign adds the SigV4 headers to req. payloadSHA256 is the hex SHA-256 of
 // the body (emptySHA256 for none). Signing the real payload hash (rather
 // than UNSIGNED-PAYLOAD or aws-chunked trailers) works on every provider,
 // including R2 and B2, which reject streaming trailer checksums.
-func (s *signer) sign(req *http.Request, region, payloadSHA256 string, now time.Time) {
+func (s *signer) sign(req *http.Request, creds Credentials, region, payloadSHA256 string, now time.Time) {
 	now = now.UTC()
 	amzDate := now.Format("20060102T150405Z")
 	date := amzDate[:8]
 
 	req.Header.Set("X-Amz-Date", amzDate)
 	req.Header.Set("X-Amz-Content-Sha256", payloadSHA256)
-	if s.creds.SessionToken != "" {
-		req.Header.Set("X-Amz-Security-Token", s.creds.SessionToken)
+	if creds.SessionToken != "" {
+		req.Header.Set("X-Amz-Security-Token", creds.SessionToken)
+	} else {
+		req.Header.Del("X-Amz-Security-Token") // a retry after renewal
 	}
 
 	// Sign host, content-md5, content-type and every x-amz-* header.
@@ -75,23 +76,23 @@ func (s *signer) sign(req *http.Request, region, payloadSHA256 string, now time.
 	scope := date + "/" + region + "/s3/aws4_request"
 	sum := sha256.Sum256([]byte(canonReq))
 	toSign := "AWS4-HMAC-SHA256\n" + amzDate + "\n" + scope + "\n" + hex.EncodeToString(sum[:])
-	sig := hex.EncodeToString(hmacSHA256(s.signingKey(date, region), toSign))
+	sig := hex.EncodeToString(hmacSHA256(s.signingKey(creds.SecretAccessKey, date, region), toSign))
 
-	req.Header.Set("Authorization", "AWS4-HMAC-SHA256 Credential="+s.creds.AccessKeyID+"/"+scope+
+	req.Header.Set("Authorization", "AWS4-HMAC-SHA256 Credential="+creds.AccessKeyID+"/"+scope+
 		", SignedHeaders="+signedHeaders+", Signature="+sig)
 }
 
-func (s *signer) signingKey(date, region string) []byte {
+func (s *signer) signingKey(secret, date, region string) []byte {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if s.keyDate == date && s.keyReg == region {
+	if s.keyDate == date && s.keyReg == region && s.keySecret == secret {
 		return s.key
 	}
-	k := hmacSHA256([]byte("AWS4"+s.creds.SecretAccessKey), date)
+	k := hmacSHA256([]byte("AWS4"+secret), date)
 	k = hmacSHA256(k, region)
 	k = hmacSHA256(k, "s3")
 	k = hmacSHA256(k, "aws4_request")
-	s.keyDate, s.keyReg, s.key = date, region, k
+	s.keyDate, s.keyReg, s.keySecret, s.key = date, region, secret, k
 	return k
 }
 
