@@ -59,6 +59,7 @@ var commands = map[string]command{
 	"compact":  runCompact,
 	"verify":   runVerify,
 	"status":   runStatus,
+	"check":    runCheck,
 	"version":  runVersion,
 }
 

@@ -195,6 +195,7 @@ func runWatch(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		log.Info("replicating databases found in directory", "dir", src.Dir, "pattern", src.Pattern, "recursive", src.Recursive, "replica", client.String())
 	}
 	raiseFDLimit(log)
+	probeAtStart(ctx, dbs, sources, log)
 	eng, err := engine.New(engine.Options{
 		Databases: dbs, Sources: sources, SyncInterval: *syncInterval, SnapshotInterval: si, Workers: *workers,
 		HotSet: *hotSet, IdleTimeout: orNever(*idleTimeout), SweepInterval: *sweepInterval, PollInterval: pollInterval,
