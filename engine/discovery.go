@@ -6,6 +6,8 @@ package engine
 
 import (
 	"context"
+	"errors"
+	"io/fs"
 	"os"
 	"path/filepath"
 	"strings"
@@ -145,6 +147,10 @@ func (eng *Engine) handleEvent(ev fswatch.Event) bool {
 	p := filepath.Join(ev.Dir, ev.Name)
 	dbPath := strings.TrimSuffix(p, "-wal")
 	if e, ok := eng.byPath[dbPath]; ok {
+		if e.waiting {
+			eng.fileMoved(e, now)
+			return !e.waiting
+		}
 		switch {
 		case p == dbPath && (ev.Op == fswatch.Create || ev.Op == fswatch.Remove):
 			eng.fileMoved(e, now)
@@ -184,8 +190,36 @@ func (eng *Engine) handleEvent(ev fswatch.Event) bool {
 	return false
 }
 
+// awaitFile takes a failed open of a database whose file does not exist
+// or is still empty (a path given before the application created it, one
+// being created, or a file deleted while released): one WARN, then no
+// retry, so no ERROR per back-off step, until a file event or the sweep
+// sees the file written (fileMoved). It reports whether that was the
+// failure.
+func (eng *Engine) awaitFile(e *entry, err error) bool {
+	if e.db != nil || err == nil || !absent(e.Path) {
+		return false
+	}
+	if !e.waiting {
+		eng.log.Warn("database file does not exist; waiting for it to be created", "db", e.Path)
+		e.waiting = true
+	}
+	e.dirty = false
+	return true
+}
+
+// absent reports whether path does not exist or is empty: SQLite creates
+// the file, then writes its header.
+func absent(path string) bool {
+	fi, err := os.Stat(path)
+	return errors.Is(err, fs.ErrNotExist) || err == nil && fi.Size() == 0
+}
+
 // fileMoved handles a database path created, deleted or renamed over.
 func (eng *Engine) fileMoved(e *entry, now time.Time) {
+	if e.waiting && absent(e.Path) {
+		return // not written yet
+	}
 	fi, err := os.Stat(e.Path)
 	if err != nil {
 		if e.source != nil {
@@ -200,6 +234,10 @@ func (eng *Engine) fileMoved(e *entry, now time.Time) {
 	if e.removed {
 		e.removed = false // back before it was forgotten
 		eng.log.Info("database is back", "db", e.Path)
+	}
+	if e.waiting {
+		e.waiting = false
+		eng.log.Info("database file appeared; replicating it", "db", e.Path)
 	}
 	if ino := fi.Sys().(*syscall.Stat_t).Ino; ino != e.ino {
 		if e.ino != 0 {
@@ -218,8 +256,11 @@ func (eng *Engine) sweep(now time.Time) {
 		for i := 0; i < per && i < n; i++ {
 			eng.sweepPos = (eng.sweepPos + 1) % n
 			e := eng.entries[eng.sweepPos]
-			if e.coldChanged() {
+			switch {
+			case e.coldChanged():
 				eng.markDirty(e, now)
+			case e.waiting && !e.busy && !e.dirty:
+				eng.fileMoved(e, now) // in case its creation's event was missed
 			}
 		}
 	}

@@ -44,6 +44,7 @@ type entry struct {
 	cold    *capture.State // cold: where capture resumes
 	verify  bool           // cold came from the state file: confirm the replica's end before uploading
 	removed bool           // gone from its source: close and forget
+	waiting bool           // its file does not exist: no retry until it appears (awaitFile)
 	// refused is why this database is never replicated: its replica name
 	// is another database's (the first to claim a name keeps it), or
 	// another process writes its replica (conflicted).
@@ -331,6 +332,9 @@ func (eng *Engine) failed(e *entry, r result, now time.Time) {
 		if errors.Is(r.err, capture.ErrNotIdle) {
 			eng.markDirty(e, now)
 		}
+		return
+	}
+	if eng.awaitFile(e, r.err) {
 		return
 	}
 	eng.noteFDLimit(r.err)

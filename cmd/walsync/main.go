@@ -183,7 +183,31 @@ func newLogger(w io.Writer, level string) (*slog.Logger, error) {
 	if err := l.UnmarshalText([]byte(level)); err != nil {
 		return nil, usagef("invalid --log-level %q: use debug, info, warn or error", level)
 	}
-	return slog.New(slog.NewTextHandler(w, &slog.HandlerOptions{Level: l})), nil
+	return slog.New(slog.NewTextHandler(w, logOptions(l))), nil
+}
+
+// logOptions are every logger's options: level, and one line per record.
+func logOptions(level slog.Level) *slog.HandlerOptions {
+	return &slog.HandlerOptions{Level: level, ReplaceAttr: oneLineAttr}
+}
+
+// oneLineAttr puts a message or error written over several lines (advice
+// with a command to run) on one, as a log line must be: the handler
+// would show its line breaks as a literal \n.
+func oneLineAttr(_ []string, a slog.Attr) slog.Attr {
+	var s string
+	switch v := a.Value.Any().(type) {
+	case string:
+		s = v
+	case error:
+		s = v.Error()
+	default:
+		return a
+	}
+	if !strings.ContainsAny(s, "\r\n") {
+		return a
+	}
+	return slog.String(a.Key, strings.Join(strings.Fields(s), " "))
 }
 
 // termName returns a name that came from a replica or a file system (a

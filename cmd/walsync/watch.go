@@ -6,6 +6,7 @@ import (
 	"io"
 	"log/slog"
 	"os"
+	"path/filepath"
 	"strings"
 	"syscall"
 	"time"
@@ -160,7 +161,7 @@ func runWatch(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		return err
 	}
 	if jsonLogs {
-		log = slog.New(slog.NewJSONHandler(stderr, &slog.HandlerOptions{Level: logLevelOf(*logLevel)}))
+		log = slog.New(slog.NewJSONHandler(stderr, logOptions(logLevelOf(*logLevel))))
 	}
 	for _, w := range cfgWarnings {
 		log.Warn(w.String())
@@ -194,6 +195,11 @@ func runWatch(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		sources = append(sources, engine.Source{Source: src, Client: client})
 		log.Info("replicating databases found in directory", "dir", src.Dir, "pattern", src.Pattern, "recursive", src.Recursive, "replica", client.String())
 	}
+	for _, d := range dbs {
+		if err := dirExists(d.Path); err != nil {
+			return err
+		}
+	}
 	raiseFDLimit(log)
 	probeAtStart(ctx, dbs, sources, log)
 	eng, err := engine.New(engine.Options{
@@ -217,6 +223,18 @@ func runWatch(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	err = eng.Run(ctx)
 	log.Info("stopped", "after", time.Since(start).Round(time.Second))
 	return err
+}
+
+// dirExists refuses a database path whose directory does not exist, as a
+// missing --dir is refused: nothing will ever create the file there, so
+// retrying forever would only hide the typo. A missing file in an existing
+// directory is waited for (the application may not have created it yet).
+func dirExists(db string) error {
+	dir := filepath.Dir(db)
+	if fi, err := os.Stat(dir); err != nil || !fi.IsDir() {
+		return usagef("database %s: directory %s does not exist (or is not one you can read): create it, or fix the path", db, dir)
+	}
+	return nil
 }
 
 // stringList is a repeatable string flag.

@@ -86,8 +86,9 @@ func (e *Error) Unwrap() error {
 // permanent reports whether retrying err cannot help: the one rule for
 // which storage failures are retried. An S3 answer that is not retryable
 // (refused credentials, a missing bucket), a credential source that says
-// no (CredentialsError.Permanent) and a TLS verification failure are
-// permanent; throttling, 5xx, timeouts and broken connections are not.
+// no (CredentialsError.Permanent), a TLS verification failure and an
+// endpoint of the wrong scheme (schemeError) are permanent; throttling,
+// 5xx, timeouts and broken connections are not.
 func permanent(err error) bool {
 	var se *Error
 	if errors.As(err, &se) {
@@ -97,7 +98,8 @@ func permanent(err error) bool {
 	if errors.As(err, &ce) {
 		return ce.Permanent
 	}
-	return isCertificateError(err)
+	var sch *schemeError
+	return isCertificateError(err) || errors.As(err, &sch)
 }
 
 // retryable reports whether the failure may go away by itself.
@@ -287,7 +289,11 @@ func (s *store) send(ctx context.Context, r *request, creds Credentials) (*http.
 	resp, err := s.http.Do(req)
 	if err != nil {
 		guard.stop()
-		return nil, fmt.Errorf("s3: %s s3://%s/%s at %s: %w", r.op, s.cfg.Bucket, r.key, s.endpointString(), err)
+		err = fmt.Errorf("s3: %s s3://%s/%s at %s: %w", r.op, s.cfg.Bucket, r.key, s.endpointString(), err)
+		if s.cfg.endpoint.Scheme == "https" && speaksPlainHTTP(err) {
+			return nil, &schemeError{err: err, host: s.cfg.endpoint.Host}
+		}
+		return nil, err
 	}
 	if resp.StatusCode/100 == 2 {
 		resp.Body = guard.body(resp.Body)
@@ -353,6 +359,26 @@ type guardedBody struct {
 func (gb *guardedBody) Close() error {
 	gb.g.stop()
 	return gb.c.Close()
+}
+
+// schemeError is an HTTPS request answered in plain HTTP: the endpoint
+// was written without http:// (a bare host is taken as https).
+type schemeError struct {
+	err  error
+	host string
+}
+
+func (e *schemeError) Error() string {
+	return fmt.Sprintf("%v (the server at %s speaks plain HTTP, not HTTPS: write the endpoint as http://%s)", e.err, e.host, e.host)
+}
+
+func (e *schemeError) Unwrap() error { return e.err }
+
+// speaksPlainHTTP reports a TLS handshake answered by a plain-HTTP server.
+// net/http says so only in its message.
+func speaksPlainHTTP(err error) bool {
+	var rh tls.RecordHeaderError
+	return errors.As(err, &rh) || strings.Contains(err.Error(), "server gave HTTP response to HTTPS client")
 }
 
 // isCertificateError reports a TLS verification failure: retrying cannot
