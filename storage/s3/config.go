@@ -418,20 +418,28 @@ func firstEnv(names ...string) string {
 // loadProfileCredentials returns the profile's section of the shared
 // credentials file; nil if there is none.
 func loadProfileCredentials(profile string) map[string]string {
-	path := os.Getenv("AWS_SHARED_CREDENTIALS_FILE")
-	if path == "" {
-		path = homeFile(".aws", "credentials")
+	return readINI(credentialsFilePath())[profile]
+}
+
+// credentialsFilePath and configFilePath are the AWS CLI's files, for our
+// reading and the SDK's alike.
+func credentialsFilePath() string {
+	if path := os.Getenv("AWS_SHARED_CREDENTIALS_FILE"); path != "" {
+		return path
 	}
-	return readINI(path)[profile]
+	return homeFile(".aws", "credentials")
+}
+
+func configFilePath() string {
+	if path := os.Getenv("AWS_CONFIG_FILE"); path != "" {
+		return path
+	}
+	return homeFile(".aws", "config")
 }
 
 // loadProfileConfig returns the profile's section of the AWS config file.
 func loadProfileConfig(profile string) map[string]string {
-	path := os.Getenv("AWS_CONFIG_FILE")
-	if path == "" {
-		path = homeFile(".aws", "config")
-	}
-	sections := readINI(path)
+	sections := readINI(configFilePath())
 	if profile == "default" {
 		if s, ok := sections["default"]; ok {
 			return s

@@ -57,6 +57,12 @@ func (c *sdkChain) retrieve(ctx context.Context) (Credentials, error) {
 				o.Client = imds.New(imds.Options{EnableFallback: fallback})
 			}),
 		}
+		if f := configFilePath(); f != "" {
+			opts = append(opts, config.WithSharedConfigFiles([]string{f}))
+		}
+		if f := credentialsFilePath(); f != "" {
+			opts = append(opts, config.WithSharedCredentialsFiles([]string{f}))
+		}
 		if c.region != "" {
 			opts = append(opts, config.WithRegion(c.region))
 		}
