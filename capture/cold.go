@@ -10,6 +10,7 @@ import (
 
 	"github.com/superfly/ltx"
 
+	"github.com/walsync/walsync/internal/fsx"
 	"github.com/walsync/walsync/wal"
 )
 
@@ -202,9 +203,10 @@ func fresh(now, t int64) bool {
 	return d < coolFreshness && d > -coolFreshness
 }
 
+// fileTimes returns a file's modification and status change times in ns;
+// the change time catches a write that reset the mtime (utimes cannot set it).
 func fileTimes(fi os.FileInfo) (mod, ctim int64) {
-	st := fi.Sys().(*syscall.Stat_t)
-	return fi.ModTime().UnixNano(), st.Ctim.Nano()
+	return fi.ModTime().UnixNano(), fsx.ChangeTime(fi).UnixNano()
 }
 
 // Changed reports whether the database or its WAL differ from when s was

@@ -158,7 +158,7 @@ func lockHolder(path string, start, n int64) (int, error) {
 	lk := unix.Flock_t{Type: unix.F_WRLCK, Whence: io.SeekStart, Start: start, Len: n}
 	// F_OFD_GETLK also reports the locks of this process; F_GETLK (kernels
 	// before 3.15) reports only other processes'.
-	err = unix.FcntlFlock(f.Fd(), unix.F_OFD_GETLK, &lk)
+	err = unix.FcntlFlock(f.Fd(), fsx.GetLkAll, &lk)
 	if errors.Is(err, unix.EINVAL) {
 		lk = unix.Flock_t{Type: unix.F_WRLCK, Whence: io.SeekStart, Start: start, Len: n}
 		err = unix.FcntlFlock(f.Fd(), unix.F_GETLK, &lk)
@@ -399,8 +399,7 @@ func writtenSince(out, p string) bool {
 	if err1 != nil || err2 != nil {
 		return true
 	}
-	ctime := time.Unix(a.Sys().(*syscall.Stat_t).Ctim.Unix())
-	return !db.ModTime().Before(ctime)
+	return !db.ModTime().Before(fsx.ChangeTime(a))
 }
 
 type aside struct{ from, to string }
@@ -444,7 +443,7 @@ func setOwnerMode(f *os.File, out string, old fs.FileInfo) error {
 		if err := unix.Fchown(int(f.Fd()), int(st.Uid), int(st.Gid)); err != nil {
 			return fmt.Errorf("give the restored database the owner %d:%d of the %s it replaces: %w; run the restore as root or as that user", st.Uid, st.Gid, out, err)
 		}
-		mode = st.Mode & 0o7777 // after chown, which clears set-id bits
+		mode = uint32(st.Mode) & 0o7777 // after chown, which clears set-id bits
 	}
 	if err := unix.Fchmod(int(f.Fd()), mode); err != nil {
 		return fmt.Errorf("set the mode of %s: %w", f.Name(), err)

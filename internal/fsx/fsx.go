@@ -3,18 +3,17 @@
 package fsx
 
 import (
-	"errors"
 	"os"
-
-	"golang.org/x/sys/unix"
 )
 
 // RenameNoReplace renames from to to, failing with fs.ErrExist if to
-// exists. Where RENAME_NOREPLACE is unsupported it links and unlinks
-// instead, which fails the same way.
+// exists. It uses the system's no-replace rename (Linux renameat2
+// RENAME_NOREPLACE, macOS renamex_np RENAME_EXCL); where the file system
+// does not support it, it links and unlinks instead, which fails the same
+// way. It never replaces to: a replica object, once written, stays.
 func RenameNoReplace(from, to string) error {
-	err := unix.Renameat2(unix.AT_FDCWD, from, unix.AT_FDCWD, to, unix.RENAME_NOREPLACE)
-	if !errors.Is(err, unix.EINVAL) && !errors.Is(err, unix.ENOSYS) && !errors.Is(err, unix.EOPNOTSUPP) {
+	err := renameExcl(from, to)
+	if !unsupported(err) {
 		if err != nil {
 			return &os.LinkError{Op: "rename", Old: from, New: to, Err: err}
 		}
