@@ -103,7 +103,7 @@ func (eng *Engine) discovered(src *Source, p string) {
 		return
 	}
 	if e := eng.add(Database{Path: p, Client: src.Client.Sub(name)}, src); e.refused == "" {
-		eng.log.Info("replicating", "db", p, "replica", e.Client.String())
+		eng.log.Info("replicating", "db", p, "name", name, "replica", e.Client.String())
 	}
 }
 

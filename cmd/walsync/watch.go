@@ -182,7 +182,7 @@ func runWatch(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	for i, p := range paths {
 		d := engine.Database{Path: p, Client: client.Sub(names[i])}
 		dbs = append(dbs, d)
-		log.Info("replicating", "db", p, "replica", d.Client.String())
+		log.Info("replicating", "db", p, "name", names[i], "replica", d.Client.String())
 	}
 	for _, d := range dirs {
 		src, err := discover.Source{Dir: d, Pattern: *pattern, Recursive: *recursive}.Normalize()
