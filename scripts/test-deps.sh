@@ -5,7 +5,10 @@
 #
 # Installs:
 #   - apt packages: sqlite3, awscli (the aws CLI used by tests as an
-#     independent S3 client), attr (optional: getfattr/setfattr for debugging)
+#     independent S3 client), attr (optional: getfattr/setfattr for debugging),
+#     and for the cross-architecture tests (scripts/cross-test.sh) the arm64
+#     and armv7 cross compilers with their static C libraries and
+#     qemu-user-static to run the results
 #   - versitygw (S3 gateway used as a real local S3 server), built from source
 #     into <repo>/.cache/bin/versitygw (git-ignored).
 #
@@ -30,8 +33,14 @@ declare -A PKG_PROBE=(
 	[sqlite3]=/usr/bin/sqlite3
 	[awscli]=/usr/bin/aws
 	[attr]=/usr/bin/getfattr
+	[qemu-user-static]=/usr/bin/qemu-aarch64-static
+	[gcc-aarch64-linux-gnu]=/usr/bin/aarch64-linux-gnu-gcc
+	[libc6-dev-arm64-cross]=/usr/aarch64-linux-gnu/lib/libc.a
+	[gcc-arm-linux-gnueabihf]=/usr/bin/arm-linux-gnueabihf-gcc
+	[libc6-dev-armhf-cross]=/usr/arm-linux-gnueabihf/lib/libc.a
 )
-REQUIRED_PKGS=(sqlite3 awscli)
+REQUIRED_PKGS=(sqlite3 awscli qemu-user-static gcc-aarch64-linux-gnu libc6-dev-arm64-cross
+	gcc-arm-linux-gnueabihf libc6-dev-armhf-cross)
 OPTIONAL_PKGS=(attr)
 
 missing=()
