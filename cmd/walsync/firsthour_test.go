@@ -15,6 +15,8 @@ import (
 	"time"
 
 	_ "github.com/mattn/go-sqlite3"
+
+	"github.com/walsync/walsync/engine"
 )
 
 // cli runs walsync with args and returns its exit status and output.
@@ -194,5 +196,23 @@ func TestNoCommand(t *testing.T) {
 	}
 	if code, stdout, _ := cli(t, "--help"); code != 0 || !strings.Contains(stdout, "Usage:") {
 		t.Errorf("--help: exit %d\n%s", code, stdout)
+	}
+}
+
+// TestStatusTimeLikeList: status prints its time in list's form (UTC,
+// RFC 3339) and says which time it is.
+func TestStatusTimeLikeList(t *testing.T) {
+	at := time.Date(2026, 11, 20, 13, 30, 27, 0, time.FixedZone("X", 5*3600))
+	var out bytes.Buffer
+	if err := printStatus(&out, engine.Status{Databases: 1, DBs: []engine.DBStatus{{Path: "/srv/t1/app.db", State: "hot", TXID: 26, LastSync: at}}}); err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(out.String(), "CHECKED (UTC)") || !strings.Contains(out.String(), "2026-11-20T08:30:27Z") {
+		t.Errorf("status does not show its check time as list shows times:\n%s", out.String())
+	}
+	rep, _ := replicated(t)
+	_, stdout, _ := cli(t, "list", "-b", rep)
+	if !strings.Contains(stdout, "LATEST TIME (UTC)") || !strings.Contains(stdout, "L9 SNAPSHOTS") {
+		t.Errorf("list does not say which times and snapshots it shows:\n%s", stdout)
 	}
 }

@@ -54,7 +54,9 @@ func runList(ctx context.Context, args []string, stdout, stderr io.Writer) error
 	// Names and errors come from the replica: escaped before a terminal.
 	failed := 0
 	tw := tabwriter.NewWriter(stdout, 0, 4, 2, ' ', 0)
-	fmt.Fprintln(tw, "NAME\tLATEST TXID\tLATEST TIME\tEARLIEST TXID\tEARLIEST TIME\tSIZE\tSNAPSHOTS\tSTORED BYTES BY LEVEL\tERROR")
+	// Times are the LTX files' (when walsync read the commits), in UTC;
+	// SNAPSHOTS counts L9 snapshots (a first full image is an L0 file).
+	fmt.Fprintln(tw, "NAME\tLATEST TXID\tLATEST TIME (UTC)\tEARLIEST TXID\tEARLIEST TIME (UTC)\tSIZE\tL9 SNAPSHOTS\tSTORED BYTES BY LEVEL\tERROR")
 	for _, d := range dbs {
 		if d.Err != nil {
 			failed++

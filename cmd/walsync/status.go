@@ -250,11 +250,14 @@ func printStatus(stdout io.Writer, st engine.Status) error {
 		fmt.Fprintf(stdout, "some changes are found by stat sweeps only: %s\n", termText(st.SweepOnly))
 	}
 	tw := tabwriter.NewWriter(stdout, 0, 0, 2, ' ', 0)
-	fmt.Fprintln(tw, "DATABASE\tSTATE\tTXID\tLAST SYNC\tLAG\tERROR")
+	// CHECKED is when walsync last confirmed the replica holds every
+	// commit (TXID at the latest), in UTC like list's times: a check that
+	// shipped nothing comes after the time list shows for that TXID.
+	fmt.Fprintln(tw, "DATABASE\tSTATE\tTXID\tCHECKED (UTC)\tLAG\tERROR")
 	for _, d := range st.DBs {
 		last := "-"
 		if !d.LastSync.IsZero() {
-			last = d.LastSync.Local().Format(time.DateTime)
+			last = d.LastSync.UTC().Format(time.RFC3339)
 		}
 		lag := "-"
 		if d.Pending {
