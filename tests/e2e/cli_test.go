@@ -193,7 +193,7 @@ func TestCLIErrors(t *testing.T) {
 		{[]string{"watch", a}, "no replica given"},
 		{[]string{"snapshot", rollback, "-b", replica}, "not in WAL mode"},
 		{[]string{"snapshot", filepath.Join(dir, "nope.db"), "-b", replica}, "nope.db"},
-		{[]string{"restore", "x/app", "-o", filepath.Join(dir, "o.db"), "-b", replica}, "holds no LTX files"},
+		{[]string{"restore", "x/app", "-o", filepath.Join(dir, "o.db"), "-b", replica}, "no databases under"},
 		{[]string{"restore", "x/app", "-o", filepath.Join(dir, "o.db"), "-b", replica, "--timestamp", "yesterday"}, "RFC 3339"},
 		{[]string{"restore", "x/app", "-o", filepath.Join(dir, "o.db"), "-b", "gs://bucket"}, "unsupported replica URL"},
 		{[]string{"bogus"}, "unknown command"},

@@ -151,7 +151,7 @@ func TestCLICompactErrors(t *testing.T) {
 		{[]string{"compact", "a", "b", "-b", replica}, 2, "give exactly one database NAME"},
 		{[]string{"compact", "x/app"}, 2, "no replica given"},
 		{[]string{"compact", "x/app", "-b", replica, "--hourly", "x"}, 2, "invalid value"},
-		{[]string{"compact", "x/app", "-b", replica}, 1, "holds no LTX files"},
+		{[]string{"compact", "x/app", "-b", replica}, 1, "no databases under"},
 	} {
 		_, stderr, code := walsyncCmd(t, nil, c.args...)
 		if code != c.code || !strings.Contains(stderr, c.want) {

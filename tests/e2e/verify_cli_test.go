@@ -231,7 +231,7 @@ func TestCLIVerifyUsage(t *testing.T) {
 		}
 	}
 	out, stderr, code = walsyncCmd(t, nil, "verify", "x/app", "-b", replica)
-	if code != 1 || !strings.Contains(out+stderr, "holds no LTX files") {
+	if code != 1 || !strings.Contains(out+stderr, "no databases under") {
 		t.Fatalf("verify of a missing database: exit %d\n%s%s", code, out, stderr)
 	}
 	if out, _, _ := walsyncCmd(t, nil, "--help"); !strings.Contains(out, "walsync verify") {
