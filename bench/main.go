@@ -75,7 +75,7 @@ func main() {
 	flag.IntVar(&so.restoreExtra, "restore-extra", 10, "--scale-mode: untouched databases restored besides the probed ones")
 	flag.StringVar(&so.walsyncDir, "walsync-dir", "auto", "--scale-mode: run walsync with --dir (yes, no, auto: when watch -h lists it)")
 	memory := flag.Bool("memory", false, "peak RSS of snapshot, restore, verify, compaction and watch's first snapshot on one large database (see memory.go; run.sh --memory)")
-	memSize := flag.String("size", "small", "--memory: small (200 MB) or full (784 MB of 512-byte pages and 4 GiB of 4 KiB pages)")
+	memSize := flag.String("size", "small", "--memory: small (200 MB), full (784 MB of 512-byte pages and 4 GiB of 4 KiB pages) or objects (a replica of 150,000 stray objects)")
 	flag.Parse()
 	if *scaleMode {
 		var err error

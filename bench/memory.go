@@ -42,13 +42,15 @@ func memCases(size string) ([]memCase, error) {
 			{label: "200 MB, 512-byte pages", pageSize: 512, pages: 200e6 / 512, goalMiB: 32},
 			{label: "256 MiB, 4 KiB pages", pageSize: 4096, pages: 65536, goalMiB: 48},
 		}, nil
+	case "objects":
+		return nil, nil // memObjects
 	case "full":
 		return []memCase{
 			{label: "784 MB, 512-byte pages", pageSize: 512, pages: 1_531_250, goalMiB: 32},
 			{label: "4 GiB, 4 KiB pages", pageSize: 4096, pages: 1 << 20, goalMiB: 48},
 		}, nil
 	}
-	return nil, fmt.Errorf("--size: want small or full, got %q", size)
+	return nil, fmt.Errorf("--size: want small, full or objects, got %q", size)
 }
 
 // memRow is one operation measured for both tools.
@@ -103,6 +105,15 @@ func runMemory(c *config, size string) bool {
 	fmt.Fprintf(out, "host: %d CPUs; peak RSS: %s; file replicas; logs in %s\n\n", numCPU(), method, runDir)
 
 	ok := true
+	if size == "objects" {
+		rows, err := r.memObjects(c, useLS)
+		if err != nil {
+			fmt.Fprintf(out, "objects: FAILED: %v\n\n", err)
+			ok = false
+		} else if !printMemTable(out, memCase{label: fmt.Sprintf("a replica with %d empty L0 objects", strayObjects), pageSize: 4096, goalMiB: 48}, 256, rows) {
+			ok = false
+		}
+	}
 	for _, mc := range cases {
 		rows, pages, err := r.memCase(c, mc, useLS)
 		if err != nil {

@@ -7,7 +7,7 @@
 #                [--replica s3|file|both] [--duration 60s] [--idle 10m]
 #                (issue 4's scale cases, scale.go; quick check:
 #                 --cases 10x100%,1000x10%,idle1000 --duration 20s --idle 1m)
-#   bench/run.sh --memory [--size small|full]
+#   bench/run.sh --memory [--size small|full|objects]
 #                (issue 20's memory goals, memory.go: peak RSS of each
 #                 operation on one large database, file replicas; output
 #                 in memory-*/ and memory-latest.txt)

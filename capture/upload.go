@@ -120,18 +120,12 @@ func latestFile(ctx context.Context, c storage.Client) (ltx.TXID, *ltx.Header, e
 		if err != nil {
 			return 0, nil, err
 		}
-		files, err := storage.Collect(it)
+		best, err := storage.Newest(it)
 		if err != nil {
 			return 0, nil, err
 		}
-		if len(files) == 0 {
+		if best == nil {
 			continue
-		}
-		best := files[0]
-		for _, fi := range files[1:] {
-			if fi.MaxTXID > best.MaxTXID {
-				best = fi
-			}
 		}
 		hdr, err := storage.ReadHeader(ctx, c, best)
 		if err != nil {

@@ -156,7 +156,8 @@ func Compact(ctx context.Context, c storage.Client, dst int, opts Options) (*sto
 	if last := opts.LastOutput; last != nil && last.Level == dst && dstMax < last.MaxTXID {
 		return nil, fmt.Errorf("compact %s into L%d: %w: L%d ends at TXID %s, before %s written earlier", c, dst, ErrReplicaLost, dst, dstMax, last)
 	}
-	files, err := listLevel(ctx, c, src, dstMax)
+	// A backlog longer than one listing holds is compacted a batch per run.
+	files, _, err := listFirst(ctx, c, src, dstMax, storage.MaxListedFiles)
 	if err != nil {
 		return nil, fmt.Errorf("compact %s into L%d: %w", c, dst, err)
 	}
@@ -431,25 +432,52 @@ func listLevel(ctx context.Context, c storage.Client, level int, after ltx.TXID)
 	return files, nil
 }
 
+// newestFile returns the file of level, among those whose MinTXID is
+// greater than after, with the highest MaxTXID; nil when there is none.
+func newestFile(ctx context.Context, c storage.Client, level int, after ltx.TXID) (*storage.FileInfo, error) {
+	it, err := c.LTXFiles(ctx, level, after)
+	if err != nil {
+		return nil, fmt.Errorf("list L%d: %w", level, err)
+	}
+	fi, err := storage.Newest(it)
+	if err != nil {
+		return nil, fmt.Errorf("list L%d: %w", level, err)
+	}
+	return fi, nil
+}
+
+// listFirst lists the first n files of level whose MinTXID is greater than
+// after, and whether more follow.
+func listFirst(ctx context.Context, c storage.Client, level int, after ltx.TXID, n int) ([]*storage.FileInfo, bool, error) {
+	it, err := c.LTXFiles(ctx, level, after)
+	if err != nil {
+		return nil, false, fmt.Errorf("list L%d: %w", level, err)
+	}
+	files, more, err := storage.CollectFirst(it, n)
+	if err != nil {
+		return nil, false, fmt.Errorf("list L%d: %w", level, err)
+	}
+	return files, more, nil
+}
+
 // maxTXID returns the highest MaxTXID of level, 0 when it is empty.
 func maxTXID(ctx context.Context, c storage.Client, level int, known *storage.FileInfo) (ltx.TXID, error) {
 	var after ltx.TXID
 	if known != nil && known.Level == level && known.MinTXID > 0 {
 		after = known.MinTXID - 1
 	}
-	files, err := listLevel(ctx, c, level, after)
+	newest, err := newestFile(ctx, c, level, after)
 	if err != nil {
 		return 0, err
 	}
-	if after > 0 && len(files) == 0 {
-		files, err = listLevel(ctx, c, level, 0)
-		if err != nil {
+	if after > 0 && newest == nil {
+		if newest, err = newestFile(ctx, c, level, 0); err != nil {
 			return 0, err
 		}
 	}
 	var m ltx.TXID
-	for _, fi := range files {
-		m = max(m, fi.MaxTXID)
+	if newest != nil {
+		m = newest.MaxTXID
 	}
 	return m, nil
 }

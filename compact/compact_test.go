@@ -676,3 +676,43 @@ func TestLevels(t *testing.T) {
 		t.Fatalf("NextCompactionAt %v", got)
 	}
 }
+
+// TestBacklogLongerThanAListing: a level holding more files than one
+// listing may (storage.MaxListedFiles) is worked through in batches:
+// compaction merges the first batch per run and L0 retention deletes its
+// prefix, so a replica that fell behind recovers instead of failing every
+// run; every TXID stays restorable.
+func TestBacklogLongerThanAListing(t *testing.T) {
+	ctx := context.Background()
+	defer func(n int) { storage.MaxListedFiles = n }(storage.MaxListedFiles)
+	storage.MaxListedFiles = 4
+	c := file.New(t.TempDir())
+	for i := ltx.TXID(1); i <= 10; i++ {
+		put(t, c, 0, i, i, 2)
+	}
+	if _, err := restore.Plan(ctx, c, restore.Target{}); !errors.Is(err, storage.ErrTooManyFiles) {
+		t.Fatalf("restore of 10 L0 files with MaxListedFiles 4: %v; want ErrTooManyFiles", err)
+	}
+	opts := compact.Options{Logger: quiet()}
+	mustCompact(t, c, 1, opts, 1, 4)
+	mustCompact(t, c, 1, opts, 5, 8)
+	mustCompact(t, c, 1, opts, 9, 10)
+	mustNothing(t, c, 1)
+	del, err := compact.EnforceL0Retention(ctx, c, time.Second, syncAt(1000))
+	if err != nil || names(del) != "L0:1-1 L0:2-2 L0:3-3 L0:4-4" {
+		t.Fatalf("L0 retention deleted %s, %v; want the first batch, 1..4", names(del), err)
+	}
+	del, err = compact.EnforceL0Retention(ctx, c, time.Second, syncAt(1000))
+	if err != nil || names(del) != "L0:5-5 L0:6-6 L0:7-7 L0:8-8" {
+		t.Fatalf("L0 retention deleted %s, %v; want 5..8", names(del), err)
+	}
+	del, err = compact.EnforceL0Retention(ctx, c, time.Second, syncAt(1000))
+	if err != nil || names(del) != "L0:9-9" {
+		t.Fatalf("L0 retention deleted %s, %v; want 9, keeping the newest", names(del), err)
+	}
+	for _, txid := range []ltx.TXID{4, 8, 10} { // where the L1 batches end
+		if _, err := restore.Plan(ctx, c, restore.Target{TXID: txid}); err != nil {
+			t.Fatalf("TXID %s: %v", txid, err)
+		}
+	}
+}

@@ -86,7 +86,8 @@ func EnforceL0Retention(ctx context.Context, c storage.Client, retention time.Du
 	if maxL1 == 0 {
 		return nil, nil // nothing compacted yet
 	}
-	l0, err := listLevel(ctx, c, 0, 0)
+	// Only a prefix of L0 is ever deleted: its oldest files are enough.
+	l0, more, err := listFirst(ctx, c, 0, 0, storage.MaxListedFiles)
 	if err != nil {
 		return nil, fmt.Errorf("enforce L0 retention on %s: %w", c, err)
 	}
@@ -101,7 +102,7 @@ func EnforceL0Retention(ctx context.Context, c storage.Client, retention time.Du
 	for n > 0 && !ends[l0[n-1].MaxTXID] {
 		n--
 	}
-	if n == len(l0) {
+	if n == len(l0) && !more {
 		n-- // the newest L0 file stays
 	}
 	if n <= 0 {

@@ -161,19 +161,6 @@ func (it *SliceIterator) Err() error { return nil }
 // Close implements FileIterator.
 func (it *SliceIterator) Close() error { return nil }
 
-// Collect drains it into a slice and closes it.
-func Collect(it FileIterator) ([]*FileInfo, error) {
-	defer it.Close()
-	var out []*FileInfo
-	for it.Next() {
-		out = append(out, it.Item())
-	}
-	if err := it.Err(); err != nil {
-		return nil, err
-	}
-	return out, it.Close()
-}
-
 // EmptyChecker is implemented by backends that can tell with one request
 // whether a replica holds any LTX file of its own: a new database's replica
 // then costs one request at start instead of one listing per level. It may

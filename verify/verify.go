@@ -52,6 +52,7 @@ import (
 	"slices"
 	"strings"
 	"sync"
+	"sync/atomic"
 
 	"github.com/superfly/ltx"
 
@@ -142,14 +143,34 @@ type Report struct {
 	Vanished int            `json:"vanished,omitempty"`
 	Restore  *RestoreResult `json:"restore,omitempty"` // nil unless Options.Restore
 	Problems []Problem      `json:"problems"`
+	// Omitted counts the problems found past MaxProblems, which are not
+	// listed: a replica of stray objects must not grow the report, and
+	// the process, without bound.
+	Omitted int `json:"omitted_problems,omitempty"`
 }
+
+// MaxProblems is the most problems a Report lists.
+const MaxProblems = 1000
 
 // OK reports whether no problem was found.
-func (r *Report) OK() bool { return len(r.Problems) == 0 }
+func (r *Report) OK() bool { return len(r.Problems) == 0 && r.Omitted == 0 }
 
 func (r *Report) add(object, kind, format string, a ...any) {
-	r.Problems = append(r.Problems, Problem{Object: object, Kind: kind, Message: fmt.Sprintf(format, a...)})
+	r.note(Problem{Object: object, Kind: kind, Message: fmt.Sprintf(format, a...)})
 }
+
+// note lists p, or counts it once MaxProblems are listed.
+func (r *Report) note(p Problem) {
+	if len(r.Problems) >= MaxProblems {
+		r.Omitted++
+		return
+	}
+	r.Problems = append(r.Problems, p)
+}
+
+// omitted stands for an object's problem past MaxProblems, so that a
+// replica of 100,000 bad objects does not hold 100,000 messages.
+var omitted = &Problem{Kind: KindCorrupt, Message: "not listed: more than MaxProblems problems"}
 
 // Replica verifies the replica c. Problems found go into the report; the
 // error is for failures to verify at all (listing failed, ctx cancelled, an
@@ -179,8 +200,11 @@ func Replica(ctx context.Context, c storage.Client, opts Options) (*Report, erro
 		rep.Bytes += fi.Size
 		rep.Levels[fi.Level]++
 		rep.LatestTXID = max(rep.LatestTXID, fi.MaxTXID)
-		if p, ok := checked[key(fi)]; ok && p != nil {
-			rep.Problems = append(rep.Problems, *p)
+		switch p := checked[key(fi)]; {
+		case p == omitted:
+			rep.Omitted++
+		case p != nil:
+			rep.note(*p)
 		}
 	}
 
@@ -279,6 +303,7 @@ func verifyAll(ctx context.Context, c storage.Client, files []*storage.FileInfo,
 	}
 	results := make([]result, len(files))
 	var next int
+	var bad atomic.Int64
 	var mu sync.Mutex
 	var wg sync.WaitGroup
 	for w := 0; w < min(n, len(files)); w++ {
@@ -294,6 +319,9 @@ func verifyAll(ctx context.Context, c storage.Client, files []*storage.FileInfo,
 					return
 				}
 				p, ps, notFound, err := verifyObject(ctx, c, files[i])
+				if p != nil && bad.Add(1) > MaxProblems {
+					p = omitted
+				}
 				results[i] = result{p, ps, notFound, err}
 			}
 		}()

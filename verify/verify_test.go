@@ -718,3 +718,25 @@ func TestVerifyPageSizeChange(t *testing.T) {
 		t.Fatalf("with a snapshot at the change: %s", problems(rep))
 	}
 }
+
+// TestVerifyManyBadObjectsBounded: a replica stuffed with empty L0 objects
+// lists at most MaxProblems problems and counts the rest, so the report
+// (and the process) does not grow with the objects a bucket holds.
+func TestVerifyManyBadObjectsBounded(t *testing.T) {
+	c := synthetic(t, [3]int{9, 1, 1})
+	const stray = verify.MaxProblems + 300
+	for i := 2; i < 2+stray; i++ {
+		p := c.Path(0, ltx.TXID(i), ltx.TXID(i))
+		if err := os.MkdirAll(filepath.Dir(p), 0o755); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(p, nil, 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	rep := run(t, c, verify.Options{})
+	if rep.OK() || len(rep.Problems) > verify.MaxProblems || len(rep.Problems)+rep.Omitted < stray {
+		t.Fatalf("verify of %d empty objects: OK %v, %d problems listed, %d omitted; want at most %d listed and every one counted",
+			stray, rep.OK(), len(rep.Problems), rep.Omitted, verify.MaxProblems)
+	}
+}

@@ -144,7 +144,7 @@ func (o *verifyOutput) add(e verifyEntry) {
 	}
 	s.Files += e.Files
 	s.Bytes += e.Bytes
-	s.Problems += len(e.Problems)
+	s.Problems += len(e.Problems) + e.Omitted
 	for _, p := range e.Problems {
 		s.ByKind[p.Kind]++
 	}
@@ -195,9 +195,12 @@ func printVerify(w io.Writer, e verifyEntry) {
 		fmt.Fprintln(w, ": OK")
 		return
 	}
-	fmt.Fprintf(w, ": %s\n", plural(len(e.Problems), "problem"))
+	fmt.Fprintf(w, ": %s\n", plural(len(e.Problems)+e.Omitted, "problem"))
 	for _, p := range e.Problems {
 		fmt.Fprintf(w, "  %s\n", termText(p.String()))
+	}
+	if e.Omitted > 0 {
+		fmt.Fprintf(w, "  and %s more, not listed (at most %d are)\n", plural(e.Omitted, "problem"), verify.MaxProblems)
 	}
 }
 

@@ -88,15 +88,28 @@ func (c *Client) HasFiles(ctx context.Context) (bool, error) {
 		return false, err
 	}
 	for _, l := range levels {
-		ents, err := os.ReadDir(filepath.Join(c.root, "ltx", l.Name()))
-		if err != nil && !errors.Is(err, os.ErrNotExist) {
-			return false, err
-		}
-		if len(ents) > 0 {
-			return true, nil
+		if has, err := dirHasEntry(filepath.Join(c.root, "ltx", l.Name())); err != nil || has {
+			return has, err
 		}
 	}
 	return false, nil
+}
+
+// dirHasEntry reports whether dir holds any entry, reading one: a level
+// directory may hold any number.
+func dirHasEntry(dir string) (bool, error) {
+	f, err := os.Open(dir)
+	if errors.Is(err, os.ErrNotExist) {
+		return false, nil
+	} else if err != nil {
+		return false, err
+	}
+	defer f.Close()
+	ents, err := f.ReadDir(1)
+	if err != nil && !errors.Is(err, io.EOF) {
+		return false, err
+	}
+	return len(ents) > 0, nil
 }
 
 // LevelDir returns the directory of one level.
@@ -234,37 +247,89 @@ func (c *Client) LTXFiles(ctx context.Context, level int, after ltx.TXID) (stora
 	if err := ctx.Err(); err != nil {
 		return nil, err
 	}
-	entries, err := os.ReadDir(c.LevelDir(level))
-	if errors.Is(err, os.ErrNotExist) {
-		return storage.NewSliceIterator(nil), nil
-	} else if err != nil {
-		return nil, fmt.Errorf("list %s: %w", c.LevelDir(level), err)
+	names, err := sortedNames(c.LevelDir(level), after)
+	if err != nil {
+		return nil, err
 	}
-	var infos []*storage.FileInfo
-	for _, e := range entries {
-		minTXID, maxTXID, err := ltx.ParseFilename(e.Name())
-		if err != nil || minTXID <= after || !e.Type().IsRegular() {
-			continue
-		}
-		fi, err := e.Info()
-		if errors.Is(err, os.ErrNotExist) {
-			continue // deleted while listing
-		} else if err != nil {
-			return nil, err
-		}
-		infos = append(infos, &storage.FileInfo{
-			Level: level, MinTXID: minTXID, MaxTXID: maxTXID,
-			Size: fi.Size(), CreatedAt: fi.ModTime().UTC(),
-		})
-	}
-	slices.SortFunc(infos, func(a, b *storage.FileInfo) int {
-		if a.MinTXID != b.MinTXID {
-			return cmp.Compare(a.MinTXID, b.MinTXID)
-		}
-		return cmp.Compare(a.MaxTXID, b.MaxTXID)
-	})
-	return storage.NewSliceIterator(infos), nil
+	return &dirIterator{c: c, level: level, names: names}, nil
 }
+
+// txidRange is an LTX file name, parsed.
+type txidRange struct{ min, max ltx.TXID }
+
+// sortedNames returns, sorted, the LTX file names of dir whose MinTXID is
+// greater than after. A directory must be read whole to be sorted; only
+// the parsed names are held (16 bytes each), and dirIterator stats each
+// file when it reaches it, so a directory stuffed with objects costs the
+// consumer what it keeps (storage.Collect bounds that), not a FileInfo
+// per object.
+func sortedNames(dir string, after ltx.TXID) ([]txidRange, error) {
+	f, err := os.Open(dir)
+	if errors.Is(err, os.ErrNotExist) {
+		return nil, nil
+	} else if err != nil {
+		return nil, fmt.Errorf("list %s: %w", dir, err)
+	}
+	defer f.Close()
+	var names []txidRange
+	walked := 0
+	for {
+		batch, err := f.ReadDir(1024)
+		if walked += len(batch); walked > storage.ScanLimit() {
+			return nil, fmt.Errorf("list %s: %w", dir, storage.ListingTooLong())
+		}
+		for _, e := range batch {
+			minTXID, maxTXID, perr := ltx.ParseFilename(e.Name())
+			if perr == nil && minTXID > after && e.Type().IsRegular() {
+				names = append(names, txidRange{minTXID, maxTXID})
+			}
+		}
+		if errors.Is(err, io.EOF) {
+			break
+		} else if err != nil {
+			return nil, fmt.Errorf("list %s: %w", dir, err)
+		}
+	}
+	slices.SortFunc(names, func(a, b txidRange) int {
+		return cmp.Or(cmp.Compare(a.min, b.min), cmp.Compare(a.max, b.max))
+	})
+	return names, nil
+}
+
+// dirIterator walks sorted names, statting each file as it is reached.
+type dirIterator struct {
+	c     *Client
+	level int
+	names []txidRange
+	item  *storage.FileInfo
+	err   error
+}
+
+func (it *dirIterator) Next() bool {
+	it.item = nil
+	for it.err == nil && len(it.names) > 0 {
+		n := it.names[0]
+		it.names = it.names[1:]
+		path := it.c.Path(it.level, n.min, n.max)
+		fi, err := os.Lstat(path)
+		if errors.Is(err, os.ErrNotExist) || (err == nil && !fi.Mode().IsRegular()) {
+			continue // deleted (or replaced) while listing
+		} else if err != nil {
+			it.err = fmt.Errorf("list %s: %w", path, err)
+			return false
+		}
+		it.item = &storage.FileInfo{
+			Level: it.level, MinTXID: n.min, MaxTXID: n.max,
+			Size: fi.Size(), CreatedAt: fi.ModTime().UTC(),
+		}
+		return true
+	}
+	return false
+}
+
+func (it *dirIterator) Item() *storage.FileInfo { return it.item }
+func (it *dirIterator) Err() error              { return it.err }
+func (it *dirIterator) Close() error            { it.names = nil; return nil }
 
 // DeleteLTXFiles implements storage.Client.
 func (c *Client) DeleteLTXFiles(ctx context.Context, files []*storage.FileInfo) error {

@@ -529,6 +529,8 @@ type listIterator struct {
 	after      ltx.TXID
 	startAfter string
 	token      string
+	lastKey    string // the last key listed: every page must come after it
+	walked     int    // keys and pages walked, against storage.ScanLimit
 	done       bool
 	page       []*storage.FileInfo
 	item       *storage.FileInfo
@@ -570,7 +572,19 @@ func (it *listIterator) fetch() error {
 	if err := decodeXML(resp, &out); err != nil {
 		return fmt.Errorf("s3: list s3://%s/%s: %w", it.c.s.cfg.Bucket, it.prefix, err)
 	}
+	// A server that repeats a token or a key, or pages without end, would
+	// keep a streaming consumer listing forever.
+	if it.walked += 1 + len(out.Contents); it.walked > storage.ScanLimit() {
+		return fmt.Errorf("s3: list s3://%s/%s: %w", it.c.s.cfg.Bucket, it.prefix, storage.ListingTooLong())
+	}
+	if out.IsTruncated && it.token != "" && out.NextContinuationToken == it.token {
+		return fmt.Errorf("s3: list s3://%s/%s: the server repeated its continuation token", it.c.s.cfg.Bucket, it.prefix)
+	}
 	for _, o := range out.Contents {
+		if o.Key <= it.lastKey {
+			return fmt.Errorf("s3: list s3://%s/%s: the server listed key %q after %q, out of order", it.c.s.cfg.Bucket, it.prefix, o.Key, it.lastKey)
+		}
+		it.lastKey = o.Key
 		name, ok := strings.CutPrefix(o.Key, it.prefix)
 		if !ok || strings.Contains(name, "/") {
 			continue

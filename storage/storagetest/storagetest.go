@@ -122,6 +122,44 @@ func Run(t *testing.T, b Backend) {
 		check(c.Sub("t2/app"), false)
 	})
 
+	t.Run("ListingBound", func(t *testing.T) {
+		// A level longer than MaxListedFiles: Collect refuses it, batches
+		// and Newest still see it in order and whole.
+		c := b.New(t)
+		defer func(n int) { storage.MaxListedFiles = n }(storage.MaxListedFiles)
+		storage.MaxListedFiles = 4
+		for txid := ltx.TXID(1); txid <= 7; txid++ {
+			write(t, c, 0, txid, txid, ts)
+		}
+		it, err := c.LTXFiles(ctx, 0, 0)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if files, err := storage.Collect(it); !errors.Is(err, storage.ErrTooManyFiles) {
+			t.Fatalf("Collect of 7 files with MaxListedFiles 4 = %d files, %v; want ErrTooManyFiles", len(files), err)
+		}
+		if it, err = c.LTXFiles(ctx, 0, 2); err != nil {
+			t.Fatal(err)
+		}
+		files, more, err := storage.CollectFirst(it, 3)
+		if err != nil || !more || len(files) != 3 || files[0].MinTXID != 3 || files[2].MinTXID != 5 {
+			t.Fatalf("CollectFirst(3) after TXID 2 = %v, more %v, %v; want 3-5 and more", files, more, err)
+		}
+		if it, err = c.LTXFiles(ctx, 0, 0); err != nil {
+			t.Fatal(err)
+		}
+		newest, err := storage.Newest(it)
+		if err != nil || newest == nil || newest.MaxTXID != 7 {
+			t.Fatalf("Newest = %v, %v; want TXID 7 past the listing bound", newest, err)
+		}
+		if it, err = c.LTXFiles(ctx, 0, 3); err != nil {
+			t.Fatal(err)
+		}
+		if files, err := storage.Collect(it); err != nil || len(files) != 4 {
+			t.Fatalf("Collect of the 4 files after TXID 3 = %d, %v; want all 4", len(files), err)
+		}
+	})
+
 	t.Run("NotFound", func(t *testing.T) {
 		c := b.New(t)
 		if _, err := c.OpenLTXFile(ctx, 0, 1, 1); !errors.Is(err, storage.ErrNotFound) {
