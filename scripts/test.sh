@@ -18,6 +18,8 @@ echo "== go vet"
 go vet ./...
 echo "== go test (main module)"
 go test -race -count=1 -timeout 25m ./...
+echo "== release builds: arm64/armv7 under qemu, amd64 in an empty root, darwin type-check"
+bash scripts/cross-test.sh
 for mod in tests/compat; do
 	if [ -f "$mod/go.mod" ]; then
 		echo "== go test ($mod)"
