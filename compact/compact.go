@@ -421,11 +421,21 @@ func (r *ctxReader) Read(p []byte) (int, error) {
 
 // listLevel lists the files of level whose MinTXID is greater than after.
 func listLevel(ctx context.Context, c storage.Client, level int, after ltx.TXID) ([]*storage.FileInfo, error) {
+	return listAfterWithin(ctx, c, level, after, storage.NewBudget())
+}
+
+// listLevelWithin lists every file of level, counting them against budget
+// (the replica's listings together).
+func listLevelWithin(ctx context.Context, c storage.Client, level int, budget *storage.Budget) ([]*storage.FileInfo, error) {
+	return listAfterWithin(ctx, c, level, 0, budget)
+}
+
+func listAfterWithin(ctx context.Context, c storage.Client, level int, after ltx.TXID, budget *storage.Budget) ([]*storage.FileInfo, error) {
 	it, err := c.LTXFiles(ctx, level, after)
 	if err != nil {
 		return nil, fmt.Errorf("list L%d: %w", level, err)
 	}
-	files, err := storage.Collect(it)
+	files, err := budget.Collect(it)
 	if err != nil {
 		return nil, fmt.Errorf("list L%d: %w", level, err)
 	}

@@ -220,7 +220,8 @@ func planRetention(ctx context.Context, c storage.Client, p Policy, now time.Tim
 	fail := func(err error) (*RetentionPlan, error) {
 		return nil, fmt.Errorf("plan retention (%s) for %s: %w", p, c, err)
 	}
-	snaps, err := listLevel(ctx, c, storage.SnapshotLevel, 0)
+	budget := storage.NewBudget()
+	snaps, err := listLevelWithin(ctx, c, storage.SnapshotLevel, budget)
 	if err != nil {
 		return fail(err)
 	}
@@ -275,7 +276,7 @@ func planRetention(ctx context.Context, c storage.Client, p Policy, now time.Tim
 	levels := make([][]*storage.FileInfo, storage.SnapshotLevel+1)
 	levels[storage.SnapshotLevel] = snaps
 	for level := 0; level < storage.SnapshotLevel; level++ {
-		if levels[level], err = listLevel(ctx, c, level, 0); err != nil {
+		if levels[level], err = listLevelWithin(ctx, c, level, budget); err != nil {
 			return fail(err)
 		}
 	}

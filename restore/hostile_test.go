@@ -3,6 +3,8 @@ package restore_test
 import (
 	"bytes"
 	"context"
+	"errors"
+	"io"
 	"os"
 	"path/filepath"
 	"strings"
@@ -67,5 +69,48 @@ func TestRestoreHostileCommit(t *testing.T) {
 	// The states before it are still restorable.
 	if _, err := restore.Restore(ctx, restore.Options{Client: client, Output: out, Target: restore.Target{TXID: last}}); err != nil {
 		t.Fatalf("restore to TXID %s: %v", last, err)
+	}
+}
+
+// TestListingBoundCountsEveryLevel: the files one restore lists are bounded
+// over the whole replica, not per level: ten levels each just under the
+// bound would otherwise hold ten times what one listing may.
+func TestListingBoundCountsEveryLevel(t *testing.T) {
+	ctx := context.Background()
+	client, _ := newReplica(t, 3)
+	files, err := restore.ListAll(ctx, client)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer func(n int) { storage.MaxListedFiles = n }(storage.MaxListedFiles)
+	storage.MaxListedFiles = len(files)
+	if _, err := restore.Plan(ctx, client, restore.Target{}); err != nil {
+		t.Fatalf("a replica of exactly MaxListedFiles files: %v", err)
+	}
+	// One more file in another level than the replica's first: each level
+	// stays under the bound, the replica does not.
+	var last ltx.TXID
+	for _, fi := range files {
+		last = max(last, fi.MaxTXID)
+	}
+	src, err := client.OpenLTXFile(ctx, files[len(files)-1].Level, files[len(files)-1].MinTXID, files[len(files)-1].MaxTXID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	data, err := io.ReadAll(src)
+	src.Close()
+	if err != nil {
+		t.Fatal(err)
+	}
+	level := 3
+	if files[0].Level == level {
+		level = 4
+	}
+	fi := files[len(files)-1]
+	if _, err := client.WriteLTXFile(ctx, level, fi.MinTXID, fi.MaxTXID, bytes.NewReader(data)); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := restore.Plan(ctx, client, restore.Target{}); !errors.Is(err, storage.ErrTooManyFiles) {
+		t.Fatalf("MaxListedFiles+1 files over two levels: %v; want ErrTooManyFiles", err)
 	}
 }

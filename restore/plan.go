@@ -37,15 +37,17 @@ func (t Target) String() string {
 	return "the latest state"
 }
 
-// ListAll returns every file of every level, sorted by level then TXIDs.
+// ListAll returns every file of every level, sorted by level then TXIDs;
+// at most storage.MaxListedFiles in all (storage.ErrTooManyFiles).
 func ListAll(ctx context.Context, c storage.Client) ([]*storage.FileInfo, error) {
 	var all []*storage.FileInfo
+	budget := storage.NewBudget()
 	for level := 0; level <= storage.MaxLevel; level++ {
 		it, err := c.LTXFiles(ctx, level, 0)
 		if err != nil {
 			return nil, err
 		}
-		files, err := storage.Collect(it)
+		files, err := budget.Collect(it)
 		if err != nil {
 			return nil, fmt.Errorf("list level %d of %s: %w", level, c, err)
 		}

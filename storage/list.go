@@ -30,22 +30,37 @@ func ListingTooLong() error {
 		ErrTooManyFiles, ScanLimit())
 }
 
-// tooManyFiles returns the error for a level over MaxListedFiles.
+// tooManyFiles returns the error for a listing over MaxListedFiles.
 func tooManyFiles() error {
-	return fmt.Errorf("%w: the level holds more than %d, the most walsync reads from one listing; compaction and retention keep a replica far below this, so the files were left by a long failure or written by another program: remove the objects that are not this database's, or let `walsync watch` compact and prune the level, which it does in batches",
+	return fmt.Errorf("%w: more than %d in one listing of the replica, the most walsync holds; compaction and retention keep a replica far below this, so the files were left by a long failure or written by another program: remove the objects that are not this database's, or let `walsync watch` compact and prune level 0, which it does in batches",
 		ErrTooManyFiles, MaxListedFiles)
 }
 
 // Collect drains it into a slice and closes it. It fails with
 // ErrTooManyFiles past MaxListedFiles files.
 func Collect(it FileIterator) ([]*FileInfo, error) {
-	files, more, err := CollectFirst(it, MaxListedFiles)
+	return NewBudget().Collect(it)
+}
+
+// Budget bounds the files that the listings of one replica hold together,
+// MaxListedFiles in all: a replica listed level by level must not hold ten
+// times what one level may.
+type Budget struct{ left int }
+
+// NewBudget returns a budget of MaxListedFiles files.
+func NewBudget() *Budget { return &Budget{left: MaxListedFiles} }
+
+// Collect drains it into a slice and closes it, failing with
+// ErrTooManyFiles when it holds more files than are left in the budget.
+func (b *Budget) Collect(it FileIterator) ([]*FileInfo, error) {
+	files, more, err := CollectFirst(it, b.left)
 	if err != nil {
 		return nil, err
 	}
 	if more {
 		return nil, tooManyFiles()
 	}
+	b.left -= len(files)
 	return files, nil
 }
 
