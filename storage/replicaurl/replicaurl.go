@@ -184,7 +184,7 @@ func Names(paths []string) ([]string, error) {
 
 // Resolve returns the replica name below c that arg refers to: arg itself
 // when a replica has that name (t1/app, or t1/app.db for a database found
-// with --dir), else, when arg looks like a file path (it has a "/" or an
+// with --dir; t1 when only t1/app exists is not one), else, when arg looks like a file path (it has a "/" or an
 // extension, or the file exists), the name watch gives that database
 // (Name: /var/lib/app/t1/app.db is t1/app), as Litestream's
 // "restore /path/to/db" does. An arg that reaches no replica is an error
@@ -201,15 +201,12 @@ func Resolve(ctx context.Context, c storage.Client, arg string) (string, error) 
 			cands = append(cands, n)
 		}
 	}
-	ec, ok := c.(storage.EmptyChecker)
-	if !ok {
-		return name, nil // cannot tell: the command reports what it finds
-	}
 	for _, n := range cands {
-		has, err := ec.HasFiles(ctx)
+		sub := c
 		if n != "" {
-			has, err = c.Sub(n).(storage.EmptyChecker).HasFiles(ctx)
+			sub = c.Sub(n)
 		}
+		has, err := isReplica(ctx, sub)
 		if err != nil {
 			return "", fmt.Errorf("look for database %q under %s: %w", n, c, err)
 		}
@@ -242,6 +239,35 @@ func Resolve(ctx context.Context, c storage.Client, arg string) (string, error) 
 		msg += "; it holds " + quoteAll(names)
 	}
 	return "", errors.New(msg + " (walsync list -b URL shows every database)")
+}
+
+// isReplica reports whether c is itself a replica: one of its own levels
+// holds an LTX file, the rule by which ListReplicas names replicas. A
+// HasFiles that answers false settles it in one request; true is not
+// enough, as on S3 it also counts replicas nested below (t1 when only
+// t1/app exists). Probing the levels costs at most one listing page each,
+// where ListReplicas would walk every object under the whole replica URL.
+func isReplica(ctx context.Context, c storage.Client) (bool, error) {
+	if ec, ok := c.(storage.EmptyChecker); ok {
+		if has, err := ec.HasFiles(ctx); err != nil || !has {
+			return false, err
+		}
+	}
+	for level := 0; level <= storage.MaxLevel; level++ {
+		it, err := c.LTXFiles(ctx, level, 0)
+		if err != nil {
+			return false, err
+		}
+		found := it.Next()
+		err = errors.Join(it.Err(), it.Close())
+		if err != nil {
+			return false, err
+		}
+		if found {
+			return true, nil
+		}
+	}
+	return false, nil
 }
 
 // looksLikePath reports whether arg reads as a database file's path rather
