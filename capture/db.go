@@ -121,10 +121,11 @@ type pendingFile struct {
 
 // Stats describe what a Sync did.
 type Stats struct {
-	TXID     ltx.TXID // the replica's position after the sync
-	Uploaded bool     // an LTX file was written
-	Snapshot bool     // it was a full snapshot
-	Reason   string   // why a snapshot was taken
+	TXID     ltx.TXID  // the replica's position after the sync
+	TXIDTime time.Time // TXID's LTX header timestamp (list's LATEST TIME); zero when unknown
+	Uploaded bool      // an LTX file was written
+	Snapshot bool      // it was a full snapshot
+	Reason   string    // why a snapshot was taken
 }
 
 // Open attaches to a database: it checks the file, opens the SQLite
@@ -313,14 +314,22 @@ func (db *DB) Sync(ctx context.Context) (Stats, error) {
 	if err := db.uploadPending(ctx); err != nil {
 		return st, err
 	}
-	st.TXID = db.txid
+	st.TXID, st.TXIDTime = db.txid, db.txidTime()
 	if db.opts.CheckpointPages > 0 && db.framesSinceCkpt >= db.opts.CheckpointPages {
 		if err := db.release(ctx); err != nil {
 			db.log.Warn("could not let the WAL checkpoint; will retry", "error", err)
 		}
-		st.TXID = db.txid
+		st.TXID, st.TXIDTime = db.txid, db.txidTime()
 	}
 	return st, nil
+}
+
+// txidTime is txidTS as a time, zero when unknown.
+func (db *DB) txidTime() time.Time {
+	if db.txidTS == 0 {
+		return time.Time{}
+	}
+	return time.UnixMilli(db.txidTS).UTC()
 }
 
 // TXID returns the last captured TXID.

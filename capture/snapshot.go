@@ -20,9 +20,9 @@ import (
 // 1 for an empty replica), which resynchronizes the replica.
 func (db *DB) resyncSnapshot(ctx context.Context) (*snapPlan, error) {
 	if db.txid > 0 {
-		db.log.Warn("resyncing the replica with a full snapshot", "reason", db.resync, "txid", db.txid+1)
+		db.log.Warn("resyncing the replica with a full image (L0) and a snapshot (L9)", "reason", db.resync, "txid", db.txid+1)
 	} else {
-		db.log.Info("writing the first snapshot", "replica", db.opts.Client.String())
+		db.log.Info("writing the first full image (L0)", "replica", db.opts.Client.String())
 	}
 	plan, ok, err := db.planUnsealed()
 	if err != nil {
@@ -243,7 +243,7 @@ func (db *DB) Snapshot(ctx context.Context) (Stats, error) {
 	}
 	if db.snapshotTXID == db.txid && db.pending == nil {
 		// The sync resynced: its snapshot is of the current state.
-		return Stats{TXID: db.txid, Uploaded: true, Snapshot: true}, nil
+		return Stats{TXID: db.txid, TXIDTime: db.txidTime(), Uploaded: true, Snapshot: true}, nil
 	}
 	if err := db.openWAL(); err != nil {
 		return Stats{}, err
@@ -316,5 +316,5 @@ func (db *DB) Snapshot(ctx context.Context) (Stats, error) {
 	if err := db.uploadPending(ctx); err != nil {
 		return Stats{}, err
 	}
-	return Stats{TXID: db.txid, Uploaded: true, Snapshot: true}, nil
+	return Stats{TXID: db.txid, TXIDTime: db.txidTime(), Uploaded: true, Snapshot: true}, nil
 }

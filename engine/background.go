@@ -174,7 +174,7 @@ func (eng *Engine) settleBackground(e *entry, r result, now time.Time) {
 		}
 	case jobSnapshot:
 		e.lastSnapshot, e.changedSince = now, false
-		e.txid = uint64(r.st.TXID)
+		e.txid, e.txidTime = uint64(r.st.TXID), r.st.TXIDTime
 		eng.log.Info("snapshot written", "db", e.Path, "txid", r.st.TXID)
 	}
 }

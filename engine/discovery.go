@@ -102,7 +102,7 @@ func (eng *Engine) discovered(src *Source, p string) {
 	if !ok {
 		return
 	}
-	if e := eng.add(Database{Path: p, Client: src.Client.Sub(name)}, src); e.refused == "" {
+	if e := eng.add(Database{Path: p, Client: src.Client.Sub(name), Name: name}, src); e.refused == "" {
 		eng.log.Info("replicating", "db", p, "name", name, "replica", e.Client.String())
 	}
 }

@@ -29,6 +29,9 @@ const (
 type Database struct {
 	Path   string
 	Client storage.Client // its replica, at its own sub-path
+	// Name is Client's sub-path below the replica URL, the name list
+	// shows and restore takes; "" when Client is the URL itself.
+	Name string
 }
 
 // Source is a directory whose databases are found and replicated, each at

@@ -63,6 +63,7 @@ type entry struct {
 	active   time.Time // last time a sync shipped something
 	coolAt   time.Time // not before: a cooling attempt
 	txid     uint64
+	txidTime time.Time // txid's LTX header timestamp; zero when unknown
 	// Snapshots: when the last one was taken and whether anything was
 	// synced since; spread offsets this database's schedule.
 	lastSnapshot time.Time
@@ -294,7 +295,7 @@ func (eng *Engine) settle(e *entry, r result, now time.Time) {
 		e.resyncNow("the database file was replaced by another file (new inode) while walsync replicated it", now)
 		return
 	}
-	e.txid = uint64(r.st.TXID)
+	e.txid, e.txidTime = uint64(r.st.TXID), r.st.TXIDTime
 	e.synced = now
 	e.verify = false
 	if r.st.Snapshot {

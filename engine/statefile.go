@@ -68,6 +68,9 @@ func (eng *Engine) loadState() {
 		e.cold, e.verify = &st, true
 		e.lastSnapshot, e.changedSince = s.LastSnapshot, s.ChangedSince
 		e.txid = uint64(st.TXID)
+		if st.TXIDTS != 0 {
+			e.txidTime = time.UnixMilli(st.TXIDTS).UTC()
+		}
 		e.dirty = st.Changed(e.Path)
 		eng.updateNextDue(e)
 		if !e.dirty {

@@ -26,10 +26,14 @@ type Status struct {
 
 // DBStatus is one database's state.
 type DBStatus struct {
-	Path     string    `json:"path"`
-	Replica  string    `json:"replica"`
-	State    string    `json:"state"` // new (not yet opened), hot, cold, removed, refused
-	TXID     uint64    `json:"txid"`
+	Path    string `json:"path"`
+	Name    string `json:"name"` // the replica name list shows; "" when the replica is its URL itself
+	Replica string `json:"replica"`
+	State   string `json:"state"` // new (not yet opened), hot, cold, removed, refused
+	TXID    uint64 `json:"txid"`
+	// TXIDTime is TXID's LTX header timestamp, list's LATEST TIME for
+	// it; LastSync is when walsync last confirmed the replica ends there.
+	TXIDTime time.Time `json:"txid_time,omitzero"`
 	LastSync time.Time `json:"last_sync,omitzero"`
 	Lag      Duration  `json:"lag"`      // since the oldest change not yet shipped; 0 if none
 	Pending  bool      `json:"pending"`  // a change is waiting to be shipped
@@ -84,7 +88,7 @@ func (eng *Engine) status(now time.Time) Status {
 		st.SweepOnly = eng.watchErr.Error()
 	}
 	for _, e := range eng.entries {
-		d := DBStatus{Path: e.Path, Replica: e.Client.String(), TXID: e.txid, LastSync: e.synced,
+		d := DBStatus{Path: e.Path, Name: e.Name, Replica: e.Client.String(), TXID: e.txid, TXIDTime: e.txidTime, LastSync: e.synced,
 			Pending: e.dirty || e.kick, Failures: e.fails.n + e.bgFails.n, Error: e.fails.err, RetryAt: e.fails.retryAt}
 		if d.Error == "" {
 			d.Error, d.RetryAt = e.bgFails.err, e.bgFails.retryAt

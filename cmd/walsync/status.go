@@ -250,14 +250,21 @@ func printStatus(stdout io.Writer, st engine.Status) error {
 		fmt.Fprintf(stdout, "some changes are found by stat sweeps only: %s\n", termText(st.SweepOnly))
 	}
 	tw := tabwriter.NewWriter(stdout, 0, 0, 2, ' ', 0)
-	// CHECKED is when walsync last confirmed the replica holds every
-	// commit (TXID at the latest), in UTC like list's times: a check that
-	// shipped nothing comes after the time list shows for that TXID.
-	fmt.Fprintln(tw, "DATABASE\tSTATE\tTXID\tCHECKED (UTC)\tLAG\tERROR")
+	// NAME, TXID and LATEST TIME are list's for the same replica (the
+	// LTX header's time of TXID). CHECKED is when walsync last confirmed
+	// the replica holds every commit, later when nothing new was shipped.
+	// Times in UTC, as list shows them.
+	fmt.Fprintln(tw, "NAME\tDATABASE\tSTATE\tTXID\tLATEST TIME (UTC)\tCHECKED (UTC)\tLAG\tERROR")
+	utc := func(t time.Time) string {
+		if t.IsZero() {
+			return "-"
+		}
+		return t.UTC().Format(time.RFC3339)
+	}
 	for _, d := range st.DBs {
-		last := "-"
-		if !d.LastSync.IsZero() {
-			last = d.LastSync.UTC().Format(time.RFC3339)
+		name := "-"
+		if d.Name != "" {
+			name = termName(d.Name)
 		}
 		lag := "-"
 		if d.Pending {
@@ -267,7 +274,8 @@ func printStatus(stdout io.Writer, st engine.Status) error {
 		if d.Failures > 0 {
 			errText = fmt.Sprintf("%d failures, retry at %s: %s", d.Failures, d.RetryAt.Local().Format(time.TimeOnly), d.Error)
 		}
-		fmt.Fprintf(tw, "%s\t%s\t%d\t%s\t%s\t%s\n", termName(d.Path), termText(d.State), d.TXID, last, lag, termText(errText))
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%d\t%s\t%s\t%s\t%s\n", name, termName(d.Path), termText(d.State), d.TXID,
+			utc(d.TXIDTime), utc(d.LastSync), lag, termText(errText))
 	}
 	return tw.Flush()
 }

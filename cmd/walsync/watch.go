@@ -180,7 +180,7 @@ func runWatch(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		}
 	}
 	for i, p := range paths {
-		d := engine.Database{Path: p, Client: client.Sub(names[i])}
+		d := engine.Database{Path: p, Client: client.Sub(names[i]), Name: names[i]}
 		dbs = append(dbs, d)
 		log.Info("replicating", "db", p, "name", names[i], "replica", d.Client.String())
 	}

@@ -87,14 +87,14 @@ func configDatabases(cfg *config.Config, log *slog.Logger) ([]engine.Database, [
 			log.Info("replicating databases found in directory", "dir", src.Dir, "pattern", src.Pattern, "recursive", src.Recursive, "replica", client.String())
 			continue
 		}
+		var name string
 		if shared {
-			name, err := replicaurl.Name(d.Path)
-			if err != nil {
+			if name, err = replicaurl.Name(d.Path); err != nil {
 				return nil, nil, err
 			}
 			client = client.Sub(name)
 		}
-		dbs = append(dbs, engine.Database{Path: d.Path, Client: client})
+		dbs = append(dbs, engine.Database{Path: d.Path, Client: client, Name: name})
 		log.Info("replicating", "db", d.Path, "replica", client.String())
 	}
 	return dbs, sources, nil

@@ -834,7 +834,7 @@ func TestBadConfig(t *testing.T) {
 	if !strings.Contains(p.log.String(), cfg) {
 		t.Errorf("the warning does not name the file:\n%s", p.log.String())
 	}
-	p.waitLog(t, `writing the first snapshot`, 30*time.Second)
+	p.waitLog(t, `writing the first full image \(L0\)`, 30*time.Second)
 	p.stopClean(t)
 	if fileSHA(t, db) != sum {
 		t.Fatal("the database changed")

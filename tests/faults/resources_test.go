@@ -174,7 +174,7 @@ func diskFull(t *testing.T, r *row, where string) {
 	a.start()
 	defer a.stop(t)
 	p := startWatch(t, tg, env, a.path, "--sync-interval", "200ms", "--levels", "1s")
-	p.waitLog(t, `writing the first snapshot`, time.Minute)
+	p.waitLog(t, `writing the first full image \(L0\)`, time.Minute)
 	waitFor(t, time.Minute, "the first upload", func() bool {
 		_, _, code := cli(t, tg, nil, "restore", a.name, "--dry-run")
 		return code == 0
@@ -241,7 +241,7 @@ func TestReadOnly(t *testing.T) {
 				}
 				a.start()
 				p := startWatch(t, tg, env, a.path, "--sync-interval", "200ms", "--levels", "1s")
-				p.waitLog(t, `writing the first snapshot`, time.Minute)
+				p.waitLog(t, `writing the first full image \(L0\)`, time.Minute)
 				waitFor(t, time.Minute, "the first upload", func() bool {
 					_, _, code := cli(t, tg, nil, "restore", a.name, "--dry-run")
 					return code == 0
@@ -328,12 +328,12 @@ func fdLimit(t *testing.T, r *row) {
 		// may not grant: this run stays limited and is stopped.
 		p := startWatchCmd(t, tg, nil, []string{prl, "--nofile=40:40", "--"}, args...)
 		p.waitLog(t, "too many open files", time.Minute)
-		p.waitLog(t, "writing the first snapshot", time.Minute)
+		p.waitLog(t, `writing the first full image \(L0\)`, time.Minute)
 		time.Sleep(2 * time.Second)
 		p.mustBeAlive(t)
 		p.stop(t) // its final sync may fail for lack of fds too
-		r.note("under --nofile=40:40: %d of %d databases got their first snapshot, the rest logged EMFILE",
-			strings.Count(p.log.String(), "writing the first snapshot"), len(apps))
+		r.note("under --nofile=40:40: %d of %d databases got their first full image, the rest logged EMFILE",
+			strings.Count(p.log.String(), "writing the first full image (L0)"), len(apps))
 	} else {
 		r.note("no prlimit binary: the limit is only lowered while running")
 	}
@@ -401,7 +401,7 @@ func TestClockSkewRejected(t *testing.T) {
 		a := newApp(t, t.TempDir(), "app", defaultApp)
 		a.start()
 		p := startWatch(t, tg.via(proxy.URL()), nil, append([]string{a.path}, watchArgs...)...)
-		p.waitLog(t, `writing the first snapshot`, time.Minute)
+		p.waitLog(t, `writing the first full image \(L0\)`, time.Minute)
 		proxy.SetFilter(func(r *http.Request) bool { return true })
 		proxy.FailNext(1<<30, 403, "RequestTimeTooSkewed")
 		p.waitLog(t, `clock is off`, time.Minute)

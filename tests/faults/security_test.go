@@ -232,7 +232,7 @@ func TestHTTPBindsLocalhost(t *testing.T) {
 
 	r.run()
 	p := startWatch(t, tg, nil, db, "--sync-interval", "200ms")
-	p.waitLog(t, `writing the first snapshot`, time.Minute)
+	p.waitLog(t, `writing the first full image \(L0\)`, time.Minute)
 	if l := listeners(t, p.pid()); len(l) > 0 {
 		t.Errorf("walsync watch without --addr listens on %v", l)
 	}

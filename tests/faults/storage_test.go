@@ -279,7 +279,7 @@ func runStorageFault(t *testing.T, r *row, sf storageFault) {
 	port := freePort(t)
 	f.p = startWatch(t, wt, nil, append([]string{f.a.path, "--addr", ":" + port}, args...)...)
 	// Healthy first: the first snapshot is in the bucket.
-	f.p.waitLog(t, `writing the first snapshot`, time.Minute)
+	f.p.waitLog(t, `writing the first full image \(L0\)`, time.Minute)
 	waitFor(t, time.Minute, "the first upload", func() bool {
 		_, _, code := cli(t, tg, nil, "restore", f.a.name, "--dry-run")
 		return code == 0
