@@ -17,7 +17,12 @@ fi
 echo "== go vet"
 go vet ./...
 echo "== go test (main module)"
+# go test shows a passing package's output only with -v: the fault suite
+# also writes its table to this file, printed after the run.
+export WALSYNC_FAULTS_TABLE="$(mktemp)"
+trap 'rm -f "$WALSYNC_FAULTS_TABLE"' EXIT
 go test -race -count=1 -timeout 25m ./...
+cat "$WALSYNC_FAULTS_TABLE"
 echo "== release builds: arm64/armv7 under qemu, amd64 in an empty root, darwin type-check"
 bash scripts/cross-test.sh
 for mod in tests/compat; do

@@ -23,12 +23,15 @@
 //
 // -faults.runs=N (after -args) sets the number of runs per scenario
 // explicitly. The table is printed to standard output after the tests
-// (shown with -v, or when a test fails).
+// (shown with -v, or when a test fails) and written to the file named by
+// WALSYNC_FAULTS_TABLE, which scripts/test.sh prints after its run.
 package faults_test
 
 import (
+	"bytes"
 	"flag"
 	"fmt"
+	"io"
 	"os"
 	"sort"
 	"strings"
@@ -80,7 +83,10 @@ func TestMain(m *testing.M) {
 	// credential it was given: this is the "credentials never appear" proof
 	// over the whole suite, faults and crashes included.
 	leaks := scanAllForSecrets()
-	printTable(os.Stdout, time.Since(start), leaks)
+	if err := reportTable(os.Stdout, time.Since(start), leaks); err != nil {
+		fmt.Fprintf(os.Stderr, "faults: %v\n", err)
+		code = max(code, 1)
+	}
 	if len(leaks) > 0 && code == 0 {
 		code = 1
 	}
@@ -138,7 +144,28 @@ func (r *row) note(f string, a ...any) {
 	r.mu.Unlock()
 }
 
-func printTable(w *os.File, elapsed time.Duration, leaks []string) {
+// envTable names the file the table is also written to: go test shows a
+// passing package's output only with -v, which scripts/test.sh does not
+// use for the whole module.
+const envTable = "WALSYNC_FAULTS_TABLE"
+
+// reportTable prints the table to stdout and, when envTable is set, writes
+// it to that file.
+func reportTable(stdout io.Writer, elapsed time.Duration, leaks []string) error {
+	var buf bytes.Buffer
+	printTable(&buf, elapsed, leaks)
+	if _, err := stdout.Write(buf.Bytes()); err != nil {
+		return err
+	}
+	if p := os.Getenv(envTable); p != "" {
+		if err := os.WriteFile(p, buf.Bytes(), 0o644); err != nil {
+			return fmt.Errorf("write the table to %s=%s: %w", envTable, p, err)
+		}
+	}
+	return nil
+}
+
+func printTable(w io.Writer, elapsed time.Duration, leaks []string) {
 	registry.Lock()
 	rows := append([]*row(nil), registry.rows...)
 	registry.Unlock()
@@ -191,4 +218,28 @@ func printTable(w *os.File, elapsed time.Duration, leaks []string) {
 		fmt.Fprintf(w, "  LEAK: %s\n", l)
 	}
 	fmt.Fprintln(w, strings.Repeat("=", 20))
+}
+
+// TestTableFile: with WALSYNC_FAULTS_TABLE set, the table printed after
+// the suite is also in that file, where scripts/test.sh finds it (go test
+// hides a passing package's standard output).
+func TestTableFile(t *testing.T) {
+	path := t.TempDir() + "/table.txt"
+	t.Setenv(envTable, path)
+	var stdout bytes.Buffer
+	if err := reportTable(&stdout, time.Second, nil); err != nil {
+		t.Fatal(err)
+	}
+	b, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, want := range []string{"== walsync fault suite", "SCENARIO", "TOTAL"} {
+		if !strings.Contains(string(b), want) {
+			t.Fatalf("%s holds no %q:\n%s", envTable, want, b)
+		}
+	}
+	if string(b) != stdout.String() {
+		t.Errorf("the file and standard output differ:\n%s\n---\n%s", b, stdout.String())
+	}
 }
