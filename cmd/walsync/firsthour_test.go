@@ -216,3 +216,51 @@ func TestStatusTimeLikeList(t *testing.T) {
 		t.Errorf("list does not say which times and snapshots it shows:\n%s", stdout)
 	}
 }
+
+// TestRestoreAtBoot: --if-db-not-exists and --if-replica-exists make
+// restore-then-watch at boot a command that succeeds on every boot: the
+// first of a new tenant (no replica), a restart (the database is there,
+// untouched) and a new host (restored).
+func TestRestoreAtBoot(t *testing.T) {
+	rep, dbPath := replicated(t)
+	out := filepath.Join(t.TempDir(), "boot.db")
+	boot := func(name string) (int, string, string) {
+		return cli(t, "restore", name, "-o", out, "-b", rep, "--if-db-not-exists", "--if-replica-exists")
+	}
+	// A new tenant: no replica by that name, nothing restored, exit 0.
+	if code, stdout, stderr := boot("cli/nobody"); code != 0 || !strings.Contains(stdout, "nothing restored") {
+		t.Fatalf("new tenant: exit %d\n%s%s", code, stdout, stderr)
+	}
+	if _, err := os.Stat(out); !os.IsNotExist(err) {
+		t.Fatalf("new tenant: %s created (%v)", out, err)
+	}
+	// Without the flag, the same is an error.
+	if code, _, _ := cli(t, "restore", "cli/nobody", "-o", out, "-b", rep); code == 0 {
+		t.Fatal("restore of a name no replica has exited 0 without --if-replica-exists")
+	}
+	// An empty or missing replica location is also no replica.
+	if code, stdout, stderr := cli(t, "restore", "cli/wal", "-o", out, "-b", filepath.Join(t.TempDir(), "none"), "--if-replica-exists"); code != 0 {
+		t.Fatalf("missing replica directory: exit %d\n%s%s", code, stdout, stderr)
+	}
+	// A new host: restored by the database's path.
+	if code, stdout, stderr := boot(dbPath); code != 0 || !strings.Contains(stdout, "restored") || strings.Contains(stdout, "nothing") {
+		t.Fatalf("new host: exit %d\n%s%s", code, stdout, stderr)
+	}
+	before, err := os.ReadFile(out)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// A restart: the database is there and is not touched.
+	if code, stdout, stderr := boot("cli/wal"); code != 0 || !strings.Contains(stdout, "exists: nothing restored") {
+		t.Fatalf("restart: exit %d\n%s%s", code, stdout, stderr)
+	}
+	if after, err := os.ReadFile(out); err != nil || !bytes.Equal(before, after) {
+		t.Fatalf("restart changed %s (%v)", out, err)
+	}
+	if code, _, _ := cli(t, "restore", "cli/wal", "-o", out, "-b", rep); code == 0 {
+		t.Fatal("restore over an existing database exited 0 without --if-db-not-exists or --force")
+	}
+	if code, _, stderr := cli(t, "restore", "cli/wal", "-o", out, "-b", rep, "--if-db-not-exists", "--force"); code != 2 {
+		t.Fatalf("--if-db-not-exists with --force: exit %d, want 2 (usage)\n%s", code, stderr)
+	}
+}

@@ -2,8 +2,10 @@ package main
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"io"
+	"os"
 	"strconv"
 	"time"
 
@@ -24,6 +26,8 @@ func runRestore(ctx context.Context, args []string, stdout, stderr io.Writer) er
 	pit := fs.String("point-in-time", "", "a TXID or an RFC 3339 time")
 	force := fs.Bool("force", false, "replace an existing output file, keeping its mode and owner (refused while a process has it open)")
 	dryRun := fs.Bool("dry-run", false, "print the plan (files, bytes, the TXID and time it reaches) and restore nothing")
+	ifDBNotExists := fs.Bool("if-db-not-exists", false, "restore nothing and exit 0 when the output database already exists (restore-then-watch at boot)")
+	ifReplicaExists := fs.Bool("if-replica-exists", false, "restore nothing and exit 0 when the replica holds no such database (a new tenant's first boot)")
 	logLevel := fs.String("log-level", "warn", "debug, info, warn or error")
 	pos, err := parse(fs, args)
 	if err != nil {
@@ -34,6 +38,24 @@ func runRestore(ctx context.Context, args []string, stdout, stderr io.Writer) er
 	}
 	if *out == "" && !*dryRun {
 		return usagef("no output given: -o /path/to/restored.db")
+	}
+	if *ifDBNotExists && *force {
+		return usagef("--if-db-not-exists and --force contradict each other: give one")
+	}
+	if *ifDBNotExists && *out != "" {
+		if _, err := os.Lstat(*out); err == nil {
+			fmt.Fprintf(stdout, "%s exists: nothing restored (--if-db-not-exists)\n", termName(*out))
+			return nil
+		} else if !errors.Is(err, os.ErrNotExist) {
+			return fmt.Errorf("output %s: %w", termName(*out), err)
+		}
+	}
+	noReplica := func(err error) error {
+		if *ifReplicaExists && (errors.Is(err, replicaurl.ErrNoDatabase) || errors.Is(err, restore.ErrNoReplica)) {
+			fmt.Fprintf(stdout, "%s: nothing restored (--if-replica-exists)\n", err)
+			return nil
+		}
+		return err
 	}
 	log, err := newLogger(stderr, *logLevel)
 	if err != nil {
@@ -49,7 +71,7 @@ func runRestore(ctx context.Context, args []string, stdout, stderr io.Writer) er
 	}
 	name, err := replicaurl.Resolve(ctx, client, pos[0])
 	if err != nil {
-		return err
+		return noReplica(err)
 	}
 	db := client.Sub(name)
 	if *dryRun {
@@ -59,7 +81,7 @@ func runRestore(ctx context.Context, args []string, stdout, stderr io.Writer) er
 		Client: db, Output: *out, Target: target, Force: *force, Logger: log,
 	})
 	if err != nil {
-		return err
+		return noReplica(err)
 	}
 	fmt.Fprintf(stdout, "restored %s to %s: TXID %d (%s), %d pages from %d files\n",
 		termName(name), termName(*out), res.TXID, res.Timestamp.Format(time.RFC3339Nano), res.Pages, res.Files)

@@ -238,8 +238,17 @@ func Resolve(ctx context.Context, c storage.Client, arg string) (string, error) 
 	case len(names) > 0 && len(names) <= 5:
 		msg += "; it holds " + quoteAll(names)
 	}
-	return "", errors.New(msg + " (walsync list -b URL shows every database)")
+	return "", &noDatabaseError{msg + " (walsync list -b URL shows every database)"}
 }
+
+// ErrNoDatabase is what Resolve's error wraps when no replica has the name
+// (restore --if-replica-exists makes that a success).
+var ErrNoDatabase = errors.New("no such database")
+
+type noDatabaseError struct{ msg string }
+
+func (e *noDatabaseError) Error() string        { return e.msg }
+func (e *noDatabaseError) Is(target error) bool { return target == ErrNoDatabase }
 
 // isReplica reports whether c is itself a replica: one of its own levels
 // holds an LTX file, the rule by which ListReplicas names replicas. A
@@ -300,5 +309,5 @@ func NoDatabases(c storage.Client) error {
 			msg += ": the directory does not exist"
 		}
 	}
-	return errors.New(msg + "; check -b (the URL walsync watch replicates to)")
+	return &noDatabaseError{msg + "; check -b (the URL walsync watch replicates to)"}
 }
