@@ -8,6 +8,8 @@ import (
 	"time"
 
 	"gopkg.in/yaml.v3"
+
+	"github.com/walsync/walsync/internal/suggest"
 )
 
 // parser walks the YAML tree, collecting warnings and errors.
@@ -208,7 +210,7 @@ func (s schema) known() []string {
 func nearest(name string, known []string) string {
 	best, bestD := "", 0
 	for _, k := range known {
-		d := distance(strings.ToLower(name), k)
+		d := suggest.Distance(strings.ToLower(name), k)
 		if best == "" || d < bestD {
 			best, bestD = k, d
 		}
@@ -221,27 +223,6 @@ func nearest(name string, known []string) string {
 		return ""
 	}
 	return best
-}
-
-// distance is the Levenshtein distance of a and b.
-func distance(a, b string) int {
-	prev := make([]int, len(b)+1)
-	cur := make([]int, len(b)+1)
-	for j := range prev {
-		prev[j] = j
-	}
-	for i := 1; i <= len(a); i++ {
-		cur[0] = i
-		for j := 1; j <= len(b); j++ {
-			cost := 1
-			if a[i-1] == b[j-1] {
-				cost = 0
-			}
-			cur[j] = min(prev[j]+1, cur[j-1]+1, prev[j-1]+cost)
-		}
-		prev, cur = cur, prev
-	}
-	return prev[len(b)]
 }
 
 // Scalar readers. Each reports an error naming the key and returns ok

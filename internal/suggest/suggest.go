@@ -36,7 +36,7 @@ func Closest(word string, candidates []string, n int) []string {
 			continue
 		}
 		lc := strings.ToLower(c)
-		d := distance(w, lc)
+		d := Distance(w, lc)
 		switch {
 		case d <= limit:
 		case base != "" && strings.Contains(lc, base):
@@ -54,8 +54,8 @@ func Closest(word string, candidates []string, n int) []string {
 	return out
 }
 
-// distance is the Levenshtein distance of a and b, in bytes.
-func distance(a, b string) int {
+// Distance is the Levenshtein distance of a and b, in bytes.
+func Distance(a, b string) int {
 	prev := make([]int, len(b)+1)
 	cur := make([]int, len(b)+1)
 	for j := range prev {

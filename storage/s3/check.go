@@ -3,12 +3,9 @@ package s3
 import (
 	"bytes"
 	"context"
-	"crypto/md5"
 	crand "crypto/rand"
 	"crypto/sha256"
-	"encoding/base64"
 	"encoding/hex"
-	"encoding/xml"
 	"errors"
 	"fmt"
 	"net/http"
@@ -292,48 +289,7 @@ func clockStep(res *CheckResult, offsets []time.Duration, add func(CheckStep)) {
 
 // deleteKey deletes one object with DeleteObjects, as retention does.
 func (c *Client) deleteKey(ctx context.Context, key string) error {
-	body, err := xml.Marshal(struct {
-		XMLName xml.Name `xml:"Delete"`
-		Quiet   bool     `xml:"Quiet"`
-		Objects []struct {
-			Key string `xml:"Key"`
-		} `xml:"Object"`
-	}{Quiet: true, Objects: []struct {
-		Key string `xml:"Key"`
-	}{{Key: key}}})
-	if err != nil {
-		return err
-	}
-	md := md5.Sum(body)
-	sum := sha256.Sum256(body)
-	resp, err := c.s.do(ctx, &request{
-		op: "delete probe", method: http.MethodPost, query: url.Values{"delete": {""}},
-		header: http.Header{"Content-Md5": {base64.StdEncoding.EncodeToString(md[:])}, "Content-Type": {"application/xml"}},
-		body:   bytes.NewReader(body), length: int64(len(body)), sha256: hex.EncodeToString(sum[:]),
-	})
-	if err != nil {
-		return err
-	}
-	var out struct {
-		Errors []struct {
-			Key     string `xml:"Key"`
-			Code    string `xml:"Code"`
-			Message string `xml:"Message"`
-		} `xml:"Error"`
-	}
-	if err := decodeXML(resp, &out); err != nil {
-		return err
-	}
-	for _, e := range out.Errors {
-		if e.Code != "NoSuchKey" {
-			status := http.StatusOK
-			if e.Code == "AccessDenied" {
-				status = http.StatusForbidden
-			}
-			return c.s.newError(&request{op: "delete probe", key: e.Key}, status, e.Code, e.Message)
-		}
-	}
-	return nil
+	return c.deleteObjects(ctx, "delete probe", []string{key})
 }
 
 func isNotImplemented(err error) bool {

@@ -633,51 +633,68 @@ func (c *Client) HasFiles(ctx context.Context) (bool, error) {
 // DeleteLTXFiles implements storage.Client with DeleteObjects, 1,000 keys a
 // request.
 func (c *Client) DeleteLTXFiles(ctx context.Context, files []*storage.FileInfo) error {
-	type object struct {
-		Key string `xml:"Key"`
-	}
 	for len(files) > 0 {
 		batch := files[:min(len(files), 1000)]
 		files = files[len(batch):]
-		objs := make([]object, 0, len(batch))
+		keys := make([]string, 0, len(batch))
 		for _, fi := range batch {
 			if err := checkArgs(fi.Level, fi.MinTXID, fi.MaxTXID); err != nil {
 				return err
 			}
-			objs = append(objs, object{Key: c.Key(fi.Level, fi.MinTXID, fi.MaxTXID)})
+			keys = append(keys, c.Key(fi.Level, fi.MinTXID, fi.MaxTXID))
 		}
-		body, err := xml.Marshal(struct {
-			XMLName xml.Name `xml:"Delete"`
-			Quiet   bool     `xml:"Quiet"`
-			Objects []object `xml:"Object"`
-		}{Quiet: true, Objects: objs})
-		if err != nil {
+		if err := c.deleteObjects(ctx, "delete", keys); err != nil {
 			return err
 		}
-		md := md5.Sum(body) // DeleteObjects requires Content-MD5
-		sum := sha256.Sum256(body)
-		resp, err := c.s.do(ctx, &request{
-			op: "delete", method: http.MethodPost, query: url.Values{"delete": {""}},
-			header: http.Header{"Content-Md5": {base64.StdEncoding.EncodeToString(md[:])}, "Content-Type": {"application/xml"}},
-			body:   bytes.NewReader(body), length: int64(len(body)), sha256: hex.EncodeToString(sum[:]),
-		})
-		if err != nil {
-			return err
-		}
-		var out struct {
-			Errors []struct {
-				Key     string `xml:"Key"`
-				Code    string `xml:"Code"`
-				Message string `xml:"Message"`
-			} `xml:"Error"`
-		}
-		if err := decodeXML(resp, &out); err != nil {
-			return fmt.Errorf("s3: delete in s3://%s: %w", c.s.cfg.Bucket, err)
-		}
-		for _, e := range out.Errors {
-			if e.Code != "NoSuchKey" {
-				return c.s.newError(&request{op: "delete", key: e.Key}, http.StatusOK, e.Code, e.Message)
+	}
+	return nil
+}
+
+// deleteObjects deletes up to 1,000 keys with one DeleteObjects request. A
+// key already gone is not an error; AccessDenied for a key is a 403.
+func (c *Client) deleteObjects(ctx context.Context, op string, keys []string) error {
+	type object struct {
+		Key string `xml:"Key"`
+	}
+	objs := make([]object, len(keys))
+	for i, k := range keys {
+		objs[i] = object{Key: k}
+	}
+	body, err := xml.Marshal(struct {
+		XMLName xml.Name `xml:"Delete"`
+		Quiet   bool     `xml:"Quiet"`
+		Objects []object `xml:"Object"`
+	}{Quiet: true, Objects: objs})
+	if err != nil {
+		return err
+	}
+	md := md5.Sum(body) // DeleteObjects requires Content-MD5
+	sum := sha256.Sum256(body)
+	resp, err := c.s.do(ctx, &request{
+		op: op, method: http.MethodPost, query: url.Values{"delete": {""}},
+		header: http.Header{"Content-Md5": {base64.StdEncoding.EncodeToString(md[:])}, "Content-Type": {"application/xml"}},
+		body:   bytes.NewReader(body), length: int64(len(body)), sha256: hex.EncodeToString(sum[:]),
+	})
+	if err != nil {
+		return err
+	}
+	var out struct {
+		Errors []struct {
+			Key     string `xml:"Key"`
+			Code    string `xml:"Code"`
+			Message string `xml:"Message"`
+		} `xml:"Error"`
+	}
+	if err := decodeXML(resp, &out); err != nil {
+		return fmt.Errorf("s3: delete in s3://%s: %w", c.s.cfg.Bucket, err)
+	}
+	for _, e := range out.Errors {
+		if e.Code != "NoSuchKey" {
+			status := http.StatusOK
+			if e.Code == "AccessDenied" {
+				status = http.StatusForbidden
 			}
+			return c.s.newError(&request{op: op, key: e.Key}, status, e.Code, e.Message)
 		}
 	}
 	return nil
