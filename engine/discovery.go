@@ -201,7 +201,11 @@ func (eng *Engine) awaitFile(e *entry, err error) bool {
 		return false
 	}
 	if !e.waiting {
-		eng.log.Warn("database file does not exist; waiting for it to be created", "db", e.Path)
+		if _, serr := os.Stat(e.Path); serr == nil {
+			eng.log.Warn("database file is empty, so it is not a SQLite database yet; waiting for it to be written", "db", e.Path)
+		} else {
+			eng.log.Warn("database file does not exist; waiting for it to be created", "db", e.Path)
+		}
 		e.waiting = true
 	}
 	e.dirty = false

@@ -264,3 +264,15 @@ func TestRestoreAtBoot(t *testing.T) {
 		t.Fatalf("--if-db-not-exists with --force: exit %d, want 2 (usage)\n%s", code, stderr)
 	}
 }
+
+// TestHelpListsOptions: COMMAND --help prints every option of the command
+// (it printed "Options:" and nothing after it once a mistake stopped
+// printing the whole usage).
+func TestHelpListsOptions(t *testing.T) {
+	for cmd, opt := range map[string]string{"watch": "-config", "restore": "-txid", "list": "-b", "verify": "-restore"} {
+		_, stdout, stderr := cli(t, cmd, "--help")
+		if !strings.Contains(stdout+stderr, opt) {
+			t.Errorf("walsync %s --help does not list %s:\n%s%s", cmd, opt, stdout, stderr)
+		}
+	}
+}

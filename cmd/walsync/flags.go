@@ -35,6 +35,7 @@ func parse(fs *flag.FlagSet, args []string) ([]string, error) {
 	for {
 		if err := fs.Parse(args); err != nil {
 			if err == flag.ErrHelp {
+				fs.SetOutput(out) // PrintDefaults writes to it
 				usage()
 				return nil, err
 			}

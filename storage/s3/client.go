@@ -581,10 +581,6 @@ func (it *listIterator) fetch() error {
 		return fmt.Errorf("s3: list s3://%s/%s: the server repeated its continuation token", it.c.s.cfg.Bucket, it.prefix)
 	}
 	for _, o := range out.Contents {
-		if o.Key <= it.lastKey {
-			return fmt.Errorf("s3: list s3://%s/%s: the server listed key %q after %q, out of order", it.c.s.cfg.Bucket, it.prefix, o.Key, it.lastKey)
-		}
-		it.lastKey = o.Key
 		name, ok := strings.CutPrefix(o.Key, it.prefix)
 		if !ok || strings.Contains(name, "/") {
 			continue
@@ -593,6 +589,12 @@ func (it *listIterator) fetch() error {
 		if err != nil || minTXID <= it.after {
 			continue
 		}
+		// Consumers rely on the order (and a server listing the same
+		// keys again would never end): the files used must ascend.
+		if o.Key <= it.lastKey {
+			return fmt.Errorf("s3: list s3://%s/%s: the server listed key %q after %q, out of order", it.c.s.cfg.Bucket, it.prefix, o.Key, it.lastKey)
+		}
+		it.lastKey = o.Key
 		it.page = append(it.page, &storage.FileInfo{
 			Level: it.level, MinTXID: minTXID, MaxTXID: maxTXID,
 			Size: o.Size, CreatedAt: o.LastModified.UTC(),
