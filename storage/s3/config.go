@@ -288,7 +288,8 @@ func resolve(cfg Config) (*resolved, error) {
 	if r.Endpoint == "" {
 		r.Endpoint = firstEnv("AWS_ENDPOINT_URL_S3", "AWS_ENDPOINT_URL")
 	}
-	profileCfg := loadProfileConfig(r.Profile)
+	files := loadAWSFiles()
+	profileCfg, _ := files.configSection(r.Profile)
 	if r.Region == "" {
 		r.Region = firstEnv("AWS_REGION", "AWS_DEFAULT_REGION")
 	}
@@ -330,26 +331,6 @@ func resolve(cfg Config) (*resolved, error) {
 		r.pathStyle = r.custom || strings.Contains(r.Bucket, ".")
 	}
 
-	if r.Credentials != nil {
-		r.creds = staticSource{*r.Credentials}
-	} else {
-		src, err := resolveCredentials(r.Profile, explicitProfile, loadProfileCredentials(r.Profile), profileCfg)
-		if err != nil {
-			return nil, err
-		}
-		if ch, ok := src.(*sdkChain); ok {
-			ch.region = r.Region
-			ch.byName = ch.byName || cfg.Profile != ""
-		}
-		r.creds = src
-	}
-	if s, ok := r.creds.(staticSource); ok {
-		if s.c.AccessKeyID == "" || s.c.SecretAccessKey == "" {
-			return nil, errors.New("s3: incomplete credentials: both an access key ID and a secret access key are needed")
-		}
-		r.Credentials = &s.c
-	}
-
 	if r.CABundle == "" {
 		r.CABundle = os.Getenv("AWS_CA_BUNDLE")
 	}
@@ -367,6 +348,23 @@ func resolve(cfg Config) (*resolved, error) {
 			return nil, fmt.Errorf("s3: CA bundle %s holds no PEM certificate", r.CABundle)
 		}
 		r.tls = &tls.Config{RootCAs: pool, MinVersion: tls.VersionTLS12}
+	}
+
+	if r.Credentials != nil {
+		r.creds = staticSource{*r.Credentials}
+	} else {
+		src, err := resolveCredentials(credentialOptions{profile: r.Profile, explicit: explicitProfile,
+			byName: cfg.Profile != "", region: r.Region, tls: r.tls, files: files})
+		if err != nil {
+			return nil, err
+		}
+		r.creds = src
+	}
+	if s, ok := r.creds.(staticSource); ok {
+		if s.c.AccessKeyID == "" || s.c.SecretAccessKey == "" {
+			return nil, errors.New("s3: incomplete credentials: both an access key ID and a secret access key are needed")
+		}
+		r.Credentials = &s.c
 	}
 
 	if r.PartSize <= 0 {
@@ -415,14 +413,7 @@ func firstEnv(names ...string) string {
 	return ""
 }
 
-// loadProfileCredentials returns the profile's section of the shared
-// credentials file; nil if there is none.
-func loadProfileCredentials(profile string) map[string]string {
-	return readINI(credentialsFilePath())[profile]
-}
-
-// credentialsFilePath and configFilePath are the AWS CLI's files, for our
-// reading and the SDK's alike.
+// credentialsFilePath and configFilePath are the AWS CLI's files.
 func credentialsFilePath() string {
 	if path := os.Getenv("AWS_SHARED_CREDENTIALS_FILE"); path != "" {
 		return path
@@ -435,17 +426,6 @@ func configFilePath() string {
 		return path
 	}
 	return homeFile(".aws", "config")
-}
-
-// loadProfileConfig returns the profile's section of the AWS config file.
-func loadProfileConfig(profile string) map[string]string {
-	sections := readINI(configFilePath())
-	if profile == "default" {
-		if s, ok := sections["default"]; ok {
-			return s
-		}
-	}
-	return sections["profile "+profile]
 }
 
 func homeFile(elem ...string) string {

@@ -2,6 +2,7 @@ package s3
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -38,8 +39,7 @@ const (
 
 // credentialSource gives the keys requests are signed with. Static keys
 // (the config, the environment, a profile's keys) are a staticSource;
-// everything else goes through sdkChain (credentials_chain.go), so that a
-// process with static keys never runs the AWS SDK's code.
+// everything else is a chainSource (credentials_chain.go).
 type credentialSource interface {
 	retrieve(ctx context.Context) (Credentials, error)
 	name() string // where the credentials come from, for logs and errors
@@ -230,7 +230,8 @@ func (c *credentialCache) status() CredentialStatus {
 //  2. AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY (+ AWS_SESSION_TOKEN), then
 //     LITESTREAM_ACCESS_KEY_ID / LITESTREAM_SECRET_ACCESS_KEY;
 //  3. web identity from the environment (AWS_WEB_IDENTITY_TOKEN_FILE +
-//     AWS_ROLE_ARN: EKS IRSA), unless the profile assumes a role;
+//     AWS_ROLE_ARN: EKS IRSA), unless the profile assumes a role or was
+//     named in the config;
 //  4. the profile (AWS_PROFILE, else default) in ~/.aws/credentials and
 //     ~/.aws/config: source_profile + role_arn (assume role), its own
 //     keys, credential_source, web_identity_token_file, SSO,
@@ -240,14 +241,26 @@ func (c *credentialCache) status() CredentialStatus {
 //     Pod Identity);
 //  6. the EC2 instance metadata service, IMDSv2 only.
 //
-// Steps 1, 2 and a profile that holds only keys are read here; the rest
-// is the SDK's (sdkChain). The AWS CLI's order differs only for a profile
-// holding both keys and an SSO or credential_process setting (the CLI
-// takes SSO first, the SDK the keys); the profile's role_arn beats the
-// environment's web identity in both, as step 3 says.
+// Steps 1, 2 and a profile that holds only keys are read here, as a
+// staticSource; the rest is a chainSource (credentials_chain.go). The AWS
+// CLI's order differs only for a profile holding both keys and an SSO or
+// credential_process setting (the CLI takes SSO first, the SDK the keys);
+// the profile's role_arn beats the environment's web identity in both, as
+// step 3 says.
 
-// resolveCredentials returns the credential source for profile.
-func resolveCredentials(profile string, explicitProfile bool, creds, config map[string]string) (credentialSource, error) {
+// credentialOptions is what resolveCredentials reads besides the
+// environment.
+type credentialOptions struct {
+	profile  string
+	explicit bool // profile came from the config or AWS_PROFILE
+	byName   bool // profile came from the config: the environment's web identity is skipped, as in the SDK
+	region   string
+	tls      *tls.Config // AWS_CA_BUNDLE's roots, for STS and SSO
+	files    awsFiles
+}
+
+// resolveCredentials returns the credential source for o.profile.
+func resolveCredentials(o credentialOptions) (credentialSource, error) {
 	for _, pair := range [][3]string{
 		{"AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN"},
 		{"LITESTREAM_ACCESS_KEY_ID", "LITESTREAM_SECRET_ACCESS_KEY", ""},
@@ -266,18 +279,17 @@ func resolveCredentials(profile string, explicitProfile bool, creds, config map[
 		return staticSource{c}, nil
 	}
 
-	setting := func(k string) string {
-		if v := creds[k]; v != "" {
-			return v // the credentials file wins, as in the AWS CLI
-		}
-		return config[k]
-	}
-	assumesRole := setting("role_arn") != ""
+	profile := o.profile
+	creds := o.files.creds[profile]
+	config, _ := o.files.profile(profile)
+	cfgSection, inConfig := o.files.configSection(profile)
+	assumesRole := config["role_arn"] != ""
+	webIdentity := os.Getenv("AWS_WEB_IDENTITY_TOKEN_FILE") != "" && !assumesRole && !o.byName
 	if os.Getenv("AWS_WEB_IDENTITY_TOKEN_FILE") == "" && !assumesRole {
 		for _, f := range []struct {
 			sec  map[string]string
 			name string
-		}{{creds, "shared credentials file"}, {config, "AWS config file"}} {
+		}{{creds, "shared credentials file"}, {cfgSection, "AWS config file"}} {
 			if f.sec["aws_access_key_id"] == "" && f.sec["aws_secret_access_key"] == "" {
 				continue
 			}
@@ -290,34 +302,56 @@ func resolveCredentials(profile string, explicitProfile bool, creds, config map[
 			}}, nil
 		}
 	}
-	if explicitProfile && creds == nil && config == nil {
+	if o.explicit && creds == nil && !inConfig {
 		return nil, fmt.Errorf("s3: no credentials found: profile %q is in neither ~/.aws/credentials nor ~/.aws/config "+
 			"(AWS_SHARED_CREDENTIALS_FILE, AWS_CONFIG_FILE); set AWS_PROFILE to a profile that exists, or AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY", profile)
 	}
-	return newSDKChain(profile, assumesRole, chainSourceName(profile, setting)), nil
+
+	b := &chainBuilder{files: o.files, region: o.region, remote: remoteHTTP(o.tls), imds: config}
+	ch := &chainSource{profile: profile}
+	var p provider
+	var err error
+	if webIdentity {
+		ch.source = "web identity (AWS_WEB_IDENTITY_TOKEN_FILE, AWS_ROLE_ARN)"
+		p, err = b.webIdentity(os.Getenv("AWS_WEB_IDENTITY_TOKEN_FILE"),
+			assumeRoleInput{RoleARN: os.Getenv("AWS_ROLE_ARN"), SessionName: os.Getenv("AWS_ROLE_SESSION_NAME")})
+	} else {
+		var prof *profileConfig
+		prof, err = b.loadProfile(profile, map[string]bool{})
+		if err == nil {
+			ch.source = chainSourceName(prof)
+			p, err = b.build(prof)
+		} else {
+			ch.source = "profile " + profile
+		}
+	}
+	if err != nil {
+		ch.err = err // the chain's first use says so, as the SDK did
+	} else {
+		ch.p = p
+	}
+	return ch, nil
 }
 
-// chainSourceName names the source the SDK's chain will take, following
-// the order above, for logs and errors before (or without) an answer.
-func chainSourceName(profile string, setting func(string) string) string {
-	p := "profile " + profile
+// chainSourceName names the source the chain takes for profile p, for
+// logs and errors before (or without) an answer: build's order.
+func chainSourceName(p *profileConfig) string {
+	name := "profile " + p.name
 	switch {
-	case os.Getenv("AWS_WEB_IDENTITY_TOKEN_FILE") != "" && setting("role_arn") == "":
-		return "web identity (AWS_WEB_IDENTITY_TOKEN_FILE, AWS_ROLE_ARN)"
-	case setting("source_profile") != "":
-		return "assume role (" + p + ", source_profile " + setting("source_profile") + ")"
-	case setting("credential_source") != "":
-		return "assume role (" + p + ", credential_source " + setting("credential_source") + ")"
-	case setting("web_identity_token_file") != "":
-		return "web identity (" + p + ", web_identity_token_file)"
-	case setting("role_arn") != "":
-		return "assume role (" + p + ")"
-	case setting("sso_session") != "" || setting("sso_start_url") != "":
-		return "AWS SSO (" + p + ")"
-	case setting("login_session") != "":
-		return "AWS login session (" + p + ")"
-	case setting("credential_process") != "":
-		return "credential_process (" + p + ")"
+	case p.source != nil:
+		return "assume role (" + name + ", source_profile " + p.source.name + ")"
+	case p.get("credential_source") != "":
+		return "assume role (" + name + ", credential_source " + p.get("credential_source") + ")"
+	case p.get("web_identity_token_file") != "":
+		return "web identity (" + name + ", web_identity_token_file)"
+	case p.get("role_arn") != "":
+		return "assume role (" + name + ")"
+	case p.hasSSO():
+		return "AWS SSO (" + name + ")"
+	case p.get("login_session") != "":
+		return "AWS login session (" + name + ")"
+	case p.get("credential_process") != "":
+		return "credential_process (" + name + ")"
 	case os.Getenv("AWS_CONTAINER_CREDENTIALS_RELATIVE_URI") != "":
 		return "container credentials (AWS_CONTAINER_CREDENTIALS_RELATIVE_URI)"
 	case os.Getenv("AWS_CONTAINER_CREDENTIALS_FULL_URI") != "":
@@ -341,8 +375,8 @@ func refusedCredentials(err error) bool {
 	return false
 }
 
-// scrubSecrets removes the values of creds from msg: the SDK's errors may
-// quote what a source answered.
+// scrubSecrets removes the values of creds from msg: an error may quote
+// what a source answered.
 func scrubSecrets(msg string, creds ...Credentials) string {
 	for _, c := range creds {
 		for _, v := range []string{c.SecretAccessKey, c.SessionToken} {

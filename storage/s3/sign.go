@@ -15,8 +15,10 @@ import (
 // emptySHA256 is the hex SHA-256 of an empty payload.
 const emptySHA256 = "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855"
 
-// signer signs requests with AWS Signature Version 4 for the s3 service.
+// signer signs requests with AWS Signature Version 4 for the s3 service
+// (or service, when set: the credential chain's STS calls).
 type signer struct {
+	service   string // "" means s3
 	mu        sync.Mutex
 	keyDate   string // yyyymmdd the cached key is for
 	keyReg    string
@@ -73,7 +75,7 @@ func (s *signer) sign(req *http.Request, creds Credentials, region, payloadSHA25
 		payloadSHA256,
 	}, "\n")
 
-	scope := date + "/" + region + "/s3/aws4_request"
+	scope := date + "/" + region + "/" + s.svc() + "/aws4_request"
 	sum := sha256.Sum256([]byte(canonReq))
 	toSign := "AWS4-HMAC-SHA256\n" + amzDate + "\n" + scope + "\n" + hex.EncodeToString(sum[:])
 	sig := hex.EncodeToString(hmacSHA256(s.signingKey(creds.SecretAccessKey, date, region), toSign))
@@ -90,10 +92,17 @@ func (s *signer) signingKey(secret, date, region string) []byte {
 	}
 	k := hmacSHA256([]byte("AWS4"+secret), date)
 	k = hmacSHA256(k, region)
-	k = hmacSHA256(k, "s3")
+	k = hmacSHA256(k, s.svc())
 	k = hmacSHA256(k, "aws4_request")
 	s.keyDate, s.keyReg, s.keySecret, s.key = date, region, secret, k
 	return k
+}
+
+func (s *signer) svc() string {
+	if s.service == "" {
+		return "s3"
+	}
+	return s.service
 }
 
 func hmacSHA256(key []byte, data string) []byte {
