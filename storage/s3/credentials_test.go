@@ -3,6 +3,9 @@ package s3_test
 import (
 	"bytes"
 	"context"
+	"crypto/sha1"
+	"crypto/sha256"
+	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -12,12 +15,15 @@ import (
 	"net/http/httptest"
 	"os"
 	"path/filepath"
+	"regexp"
 	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
 
+	"github.com/aws/aws-sdk-go-v2/aws"
+	v4 "github.com/aws/aws-sdk-go-v2/aws/signer/v4"
 	"github.com/superfly/ltx"
 
 	"github.com/walsync/walsync/internal/testenv"
@@ -118,6 +124,12 @@ func containerStandIn(t *testing.T, authToken string, cred func() issued) (*http
 // stsStandIn answers AssumeRoleWithWebIdentity (when the web identity
 // token matches) and AssumeRole (when signed with sourceKeyID).
 func stsStandIn(t *testing.T, webToken, sourceKeyID string, cred func() issued) (*httptest.Server, *sync.Map) {
+	return stsStandInSigned(t, webToken, sourceKeyID, "", cred)
+}
+
+// stsStandInSigned is stsStandIn that also checks AssumeRole's signature
+// with sourceSecret, as STS does.
+func stsStandInSigned(t *testing.T, webToken, sourceKeyID, sourceSecret string, cred func() issued) (*httptest.Server, *sync.Map) {
 	t.Helper()
 	var calls sync.Map // action -> *atomic.Int64
 	count := func(a string) {
@@ -125,6 +137,8 @@ func stsStandIn(t *testing.T, webToken, sourceKeyID string, cred func() issued) 
 		v.(*atomic.Int64).Add(1)
 	}
 	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		body, _ := io.ReadAll(r.Body)
+		r.Body = io.NopCloser(bytes.NewReader(body))
 		if err := r.ParseForm(); err != nil {
 			http.Error(w, err.Error(), 400)
 			return
@@ -145,6 +159,10 @@ func stsStandIn(t *testing.T, webToken, sourceKeyID string, cred func() issued) 
 				fail("AccessDenied", "not signed with the source profile's key")
 				return
 			}
+			if sourceSecret != "" && !validSTSSignature(r, body, sourceKeyID, sourceSecret) {
+				fail("SignatureDoesNotMatch", "the signature does not match")
+				return
+			}
 		default:
 			fail("InvalidAction", "unknown action")
 			return
@@ -159,6 +177,32 @@ func stsStandIn(t *testing.T, webToken, sourceKeyID string, cred func() issued) 
 	}))
 	t.Cleanup(srv.Close)
 	return srv, &calls
+}
+
+// validSTSSignature checks r's SigV4 signature for service sts with the
+// AWS SDK's signer (an implementation independent of ours), over the
+// headers r says it signed and the SHA-256 of body.
+func validSTSSignature(r *http.Request, body []byte, keyID, secret string) bool {
+	auth := r.Header.Get("Authorization")
+	m := regexp.MustCompile(`Credential=[^/]+/\d{8}/([^/]+)/sts/aws4_request, SignedHeaders=([^,]+), Signature=([0-9a-f]+)`).FindStringSubmatch(auth)
+	if m == nil {
+		return false
+	}
+	when, err := time.Parse("20060102T150405Z", r.Header.Get("X-Amz-Date"))
+	if err != nil {
+		return false
+	}
+	req, _ := http.NewRequest(r.Method, "http://"+r.Host+r.URL.RequestURI(), nil)
+	for _, h := range strings.Split(m[2], ";") {
+		if h != "host" {
+			req.Header.Set(h, r.Header.Get(h))
+		}
+	}
+	req.Header.Del("X-Amz-Date")
+	sum := sha256.Sum256(body)
+	err = v4.NewSigner().SignHTTP(context.Background(), aws.Credentials{AccessKeyID: keyID, SecretAccessKey: secret}, req,
+		hex.EncodeToString(sum[:]), "sts", m[1], when)
+	return err == nil && strings.HasSuffix(req.Header.Get("Authorization"), "Signature="+m[3])
 }
 
 func stsCalls(m *sync.Map, action string) int64 {
@@ -276,7 +320,7 @@ func TestCredentialSources(t *testing.T) {
 
 	t.Run("assume role from a source profile via STS", func(t *testing.T) {
 		home := isolateCreds(t)
-		sts, calls := stsStandIn(t, "", "AKIDSOURCEPROFILE", root)
+		sts, calls := stsStandInSigned(t, "", "AKIDSOURCEPROFILE", "secretSOURCEprofile", root)
 		t.Setenv("AWS_ENDPOINT_URL_STS", sts.URL)
 		writeTextFile(t, filepath.Join(home, ".aws", "credentials"), "[base]\naws_access_key_id = AKIDSOURCEPROFILE\naws_secret_access_key = secretSOURCEprofile\n")
 		writeTextFile(t, filepath.Join(home, ".aws", "config"), "[profile app]\nrole_arn = arn:aws:iam::123456789012:role/walsync\nsource_profile = base\n")
@@ -415,6 +459,29 @@ func TestCredentialLeaks(t *testing.T) {
 		check(t, chainClient(t, s, s.NewBucket(t), &logs), &logs, "wrongAUTHtoken0123456789")
 	})
 
+	t.Run("SSO portal refusing the cached token", func(t *testing.T) {
+		home := isolateCreds(t)
+		var accepted sync.Map
+		srv, _ := ssoStandIn(t, "r", "n", &accepted, func() issued { return issued{KeyID: "AKIDLEAK", Secret: secret, Token: token} })
+		t.Setenv("AWS_ENDPOINT_URL_SSO", srv.URL)
+		t.Setenv("AWS_ENDPOINT_URL_SSO_OIDC", srv.URL)
+		writeTextFile(t, filepath.Join(home, ".aws", "config"), "[default]\nsso_session = s\nsso_account_id = 123456789012\nsso_role_name = walsync\n[sso-session s]\nsso_start_url = https://x.example/start\nsso_region = eu-west-1\n")
+		ssoCacheFile(t, home, "s", map[string]any{"accessToken": "ssoLEAKaccess0123456789", "expiresAt": time.Now().Add(time.Minute).UTC().Format(time.RFC3339),
+			"refreshToken": "ssoLEAKrefresh0123456789", "clientId": "cid", "clientSecret": "ssoLEAKclient0123456789"})
+		var logs bytes.Buffer
+		check(t, chainClient(t, s, s.NewBucket(t), &logs), &logs, "ssoLEAKaccess0123456789", "ssoLEAKrefresh0123456789", "ssoLEAKclient0123456789")
+	})
+
+	t.Run("STS refusing AssumeRole with a source profile's keys", func(t *testing.T) {
+		home := isolateCreds(t)
+		sts, _ := stsStandIn(t, "", "AKIDOTHER", func() issued { return issued{KeyID: "AKIDLEAK", Secret: secret, Token: token} })
+		t.Setenv("AWS_ENDPOINT_URL_STS", sts.URL)
+		writeTextFile(t, filepath.Join(home, ".aws", "credentials"), "[base]\naws_access_key_id = AKIDBASE\naws_secret_access_key = srcLEAKsecret0123456789\n")
+		writeTextFile(t, filepath.Join(home, ".aws", "config"), "[default]\nrole_arn = arn:aws:iam::123456789012:role/r\nsource_profile = base\n")
+		var logs bytes.Buffer
+		check(t, chainClient(t, s, s.NewBucket(t), &logs), &logs, "srcLEAKsecret0123456789")
+	})
+
 	t.Run("STS refusing the web identity token", func(t *testing.T) {
 		home := isolateCreds(t)
 		sts, _ := stsStandIn(t, "the-right-token", "", func() issued { return issued{KeyID: "AKIDLEAK", Secret: secret, Token: token} })
@@ -444,4 +511,111 @@ func writeTextFile(t *testing.T, path, content string) string {
 		t.Fatal(err)
 	}
 	return path
+}
+
+// ssoStandIn serves the SSO portal's GetRoleCredentials to a request
+// carrying an accepted bearer token, and SSO OIDC's CreateToken with a
+// refresh token, which makes newToken accepted.
+func ssoStandIn(t *testing.T, refreshToken, newToken string, accepted *sync.Map, cred func() issued) (*httptest.Server, *atomic.Int64) {
+	t.Helper()
+	var refreshes atomic.Int64
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		switch {
+		case r.Method == http.MethodGet && r.URL.Path == "/federation/credentials":
+			if _, ok := accepted.Load(r.Header.Get("X-Amz-Sso_bearer_token")); !ok {
+				w.WriteHeader(http.StatusUnauthorized)
+				io.WriteString(w, `{"message":"Session token not found or invalid"}`)
+				return
+			}
+			if r.URL.Query().Get("account_id") != "123456789012" || r.URL.Query().Get("role_name") != "walsync" {
+				w.WriteHeader(http.StatusForbidden)
+				return
+			}
+			c := cred()
+			json.NewEncoder(w).Encode(map[string]any{"roleCredentials": map[string]any{"accessKeyId": c.KeyID, "secretAccessKey": c.Secret,
+				"sessionToken": c.Token, "expiration": c.expiration().UnixMilli()}})
+		case r.Method == http.MethodPost && r.URL.Path == "/token":
+			var in map[string]string
+			json.NewDecoder(r.Body).Decode(&in)
+			if in["grantType"] != "refresh_token" || in["refreshToken"] != refreshToken || in["clientId"] == "" || in["clientSecret"] == "" {
+				w.WriteHeader(http.StatusBadRequest)
+				io.WriteString(w, `{"error":"invalid_grant"}`)
+				return
+			}
+			refreshes.Add(1)
+			accepted.Store(newToken, true)
+			json.NewEncoder(w).Encode(map[string]any{"accessToken": newToken, "expiresIn": 3600, "refreshToken": refreshToken + "2", "tokenType": "Bearer"})
+		default:
+			http.NotFound(w, r)
+		}
+	}))
+	t.Cleanup(srv.Close)
+	return srv, &refreshes
+}
+
+// ssoCacheFile writes the token cache `aws sso login` leaves for key
+// (the sso-session name, or the start URL of a legacy profile).
+func ssoCacheFile(t *testing.T, home, key string, tok map[string]any) string {
+	t.Helper()
+	sum := sha1.Sum([]byte(key))
+	b, _ := json.Marshal(tok)
+	return writeTextFile(t, filepath.Join(home, ".aws", "sso", "cache", hex.EncodeToString(sum[:])+".json"), string(b))
+}
+
+func TestCredentialsSSO(t *testing.T) {
+	s := testenv.S3(t)
+	root := func() issued { return issued{KeyID: s.AccessKey, Secret: s.SecretKey, Lifetime: time.Hour} }
+	const sessionConfig = "[profile dev]\nsso_session = corp\nsso_account_id = 123456789012\nsso_role_name = walsync\nregion = " +
+		"us-east-1\n[sso-session corp]\nsso_start_url = https://corp.example/start\nsso_region = eu-west-1\n"
+
+	t.Run("sso-session with a valid token", func(t *testing.T) {
+		home := isolateCreds(t)
+		var accepted sync.Map
+		accepted.Store("ssoACCESStoken-valid", true)
+		srv, refreshes := ssoStandIn(t, "r", "n", &accepted, root)
+		t.Setenv("AWS_ENDPOINT_URL_SSO", srv.URL)
+		writeTextFile(t, filepath.Join(home, ".aws", "config"), sessionConfig)
+		ssoCacheFile(t, home, "corp", map[string]any{"accessToken": "ssoACCESStoken-valid", "expiresAt": time.Now().Add(time.Hour).UTC().Format(time.RFC3339)})
+		t.Setenv("AWS_PROFILE", "dev")
+		c := chainClient(t, s, s.NewBucket(t), nil)
+		writeAndList(t, c, 1)
+		if !strings.Contains(c.CredentialSource(), "AWS SSO (profile dev)") || refreshes.Load() != 0 {
+			t.Fatalf("source %q, %d token refreshes", c.CredentialSource(), refreshes.Load())
+		}
+	})
+
+	t.Run("sso-session with an expired token: renewed and written back", func(t *testing.T) {
+		home := isolateCreds(t)
+		var accepted sync.Map
+		srv, refreshes := ssoStandIn(t, "ssoREFRESHtoken-0123", "ssoACCESStoken-renewed", &accepted, root)
+		t.Setenv("AWS_ENDPOINT_URL_SSO", srv.URL)
+		t.Setenv("AWS_ENDPOINT_URL_SSO_OIDC", srv.URL)
+		writeTextFile(t, filepath.Join(home, ".aws", "config"), sessionConfig)
+		cache := ssoCacheFile(t, home, "corp", map[string]any{"accessToken": "ssoACCESStoken-old", "expiresAt": time.Now().Add(-time.Minute).UTC().Format(time.RFC3339),
+			"refreshToken": "ssoREFRESHtoken-0123", "clientId": "cid", "clientSecret": "ssoCLIENTsecret", "region": "eu-west-1", "startUrl": "https://corp.example/start",
+			"registrationExpiresAt": time.Now().Add(24 * time.Hour).UTC().Format(time.RFC3339)})
+		t.Setenv("AWS_PROFILE", "dev")
+		writeAndList(t, chainClient(t, s, s.NewBucket(t), nil), 1)
+		var after map[string]any
+		b, _ := os.ReadFile(cache)
+		json.Unmarshal(b, &after)
+		if refreshes.Load() != 1 || after["accessToken"] != "ssoACCESStoken-renewed" || after["refreshToken"] != "ssoREFRESHtoken-01232" || after["startUrl"] != "https://corp.example/start" {
+			t.Fatalf("%d refreshes; cache file now %s", refreshes.Load(), b)
+		}
+	})
+
+	t.Run("legacy profile with an expired token: run aws sso login", func(t *testing.T) {
+		home := isolateCreds(t)
+		var accepted sync.Map
+		srv, _ := ssoStandIn(t, "r", "n", &accepted, root)
+		t.Setenv("AWS_ENDPOINT_URL_SSO", srv.URL)
+		writeTextFile(t, filepath.Join(home, ".aws", "config"), "[default]\nsso_start_url = https://corp.example/start\nsso_region = eu-west-1\nsso_account_id = 123456789012\nsso_role_name = walsync\n")
+		ssoCacheFile(t, home, "https://corp.example/start", map[string]any{"accessToken": "ssoACCESStoken-expired", "expiresAt": time.Now().Add(-time.Minute).UTC().Format(time.RFC3339)})
+		c := chainClient(t, s, s.NewBucket(t), nil)
+		_, err := c.ObtainCredentials(context.Background())
+		var ce *s3.CredentialsError
+		if !errors.As(err, &ce) || !ce.Permanent || !strings.Contains(err.Error(), "aws sso login --profile default") || strings.Contains(err.Error(), "ssoACCESStoken") {
+			t.Fatalf("expired legacy SSO token: %v; want a permanent error saying to run aws sso login, without the token", err)
+		}
+	})
 }
