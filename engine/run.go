@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/walsync/walsync/capture"
+	"github.com/walsync/walsync/storage"
 )
 
 // minPlanGap is the least time between two scheduling passes.
@@ -121,6 +122,11 @@ func startWorkers[T any](n int, in <-chan T, do func(T)) *sync.WaitGroup {
 	return &wg
 }
 
+// backgroundRetries bounds the retries of each storage request of a
+// compaction or retention job: the job is retried on its own back-off, and
+// while it waits out a storage outage the database's syncs wait for it.
+const backgroundRetries = 1
+
 // work runs one job on a worker goroutine. It touches no entry field the
 // scheduler writes meanwhile (see entry).
 func (eng *Engine) work(ctx context.Context, j job) (r result) {
@@ -128,10 +134,10 @@ func (eng *Engine) work(ctx context.Context, j job) (r result) {
 	e := j.e
 	switch j.kind {
 	case jobCompact:
-		r.compacted, r.err = eng.compact(ctx, j)
+		r.compacted, r.err = eng.compact(storage.WithRetries(ctx, backgroundRetries), j)
 		return r
 	case jobRetention:
-		r.err = eng.applyRetention(ctx, e)
+		r.err = eng.applyRetention(storage.WithRetries(ctx, backgroundRetries), e)
 		return r
 	case jobClose:
 		r.err = j.db.Close(ctx)

@@ -176,3 +176,20 @@ type EmptyChecker interface {
 type ReplicaLister interface {
 	ListReplicas(ctx context.Context) ([]string, error)
 }
+
+type retriesKey struct{}
+
+// WithRetries returns a context under which a backend retries a failed
+// request at most n times (fewer when it is configured so). Work that is
+// retried later anyway (compaction, retention) takes few retries, so that
+// an outage does not keep it, and the database's next sync behind it,
+// waiting out a whole back-off.
+func WithRetries(ctx context.Context, n int) context.Context {
+	return context.WithValue(ctx, retriesKey{}, max(n, 0))
+}
+
+// Retries returns the bound WithRetries set on ctx, if any.
+func Retries(ctx context.Context) (int, bool) {
+	n, ok := ctx.Value(retriesKey{}).(int)
+	return n, ok
+}

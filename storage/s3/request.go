@@ -217,7 +217,11 @@ func (s *store) do(ctx context.Context, r *request) (*http.Response, error) {
 			return nil, err
 		}
 		lastErr = err
-		if attempt >= s.cfg.MaxRetries {
+		maxRetries := s.cfg.MaxRetries
+		if n, ok := storage.Retries(ctx); ok {
+			maxRetries = min(maxRetries, n)
+		}
+		if attempt >= maxRetries {
 			return nil, fmt.Errorf("giving up after %d attempts: %w", attempt+1, lastErr)
 		}
 	}
