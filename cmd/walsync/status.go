@@ -1,6 +1,7 @@
 package main
 
 import (
+	"cmp"
 	"context"
 	"encoding/json"
 	"errors"
@@ -10,6 +11,7 @@ import (
 	"net"
 	"net/http"
 	"net/http/pprof"
+	"slices"
 	"strings"
 	"sync"
 	"text/tabwriter"
@@ -62,10 +64,13 @@ const (
 type statusOptions struct {
 	Addr  string // --addr
 	Pprof bool   // --pprof: also serve /debug/pprof/
+	// HealthMaxLag is /healthz's lag budget (engine.CheckHealth).
+	HealthMaxLag time.Duration
 }
 
-// serveStatus serves GET /status (JSON engine.Status), and the Go profiles
-// with o.Pprof, until stop is called.
+// serveStatus serves GET /status (JSON engine.Status), GET /healthz (200
+// or 503 with JSON engine.Health), and the Go profiles with o.Pprof, until
+// stop is called.
 func serveStatus(ctx context.Context, o statusOptions, eng *engine.Engine, log *slog.Logger) (stop func(), err error) {
 	if err := checkAddr("--addr", o.Addr); err != nil {
 		return nil, err
@@ -97,6 +102,21 @@ func serveStatus(ctx context.Context, o statusOptions, eng *engine.Engine, log *
 		enc := json.NewEncoder(w)
 		enc.SetIndent("", "  ")
 		_ = enc.Encode(st)
+	})
+	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, r *http.Request) {
+		rctx, cancel := context.WithTimeout(r.Context(), 10*time.Second)
+		defer cancel()
+		st, err := eng.Status(rctx)
+		if err != nil {
+			http.Error(w, err.Error(), http.StatusServiceUnavailable)
+			return
+		}
+		h := engine.CheckHealth(st, o.HealthMaxLag)
+		w.Header().Set("Content-Type", "application/json")
+		if !h.OK {
+			w.WriteHeader(http.StatusServiceUnavailable)
+		}
+		_ = json.NewEncoder(w).Encode(h)
 	})
 	writeTimeout := statusWriteTimeout
 	if o.Pprof {
@@ -199,6 +219,7 @@ func runStatus(ctx context.Context, args []string, stdout, stderr io.Writer) err
 	addr := fs.String("addr", "127.0.0.1:9090", "`ADDR` a running walsync watch serves status on (its --addr)")
 	asJSON := fs.Bool("json", false, "print the raw JSON")
 	strict := fs.Bool("strict", false, "exit non-zero when a database is failing (each is listed with its error either way)")
+	summary := fs.Bool("summary", false, "print the counts and the databases that are failing or waiting longest, not one row per database (for thousands of them)")
 	if _, err := parse(fs, args); err != nil {
 		return err
 	}
@@ -232,13 +253,51 @@ func runStatus(ctx context.Context, args []string, stdout, stderr io.Writer) err
 		if _, err := stdout.Write(body); err != nil {
 			return err
 		}
-	} else if err := printStatus(stdout, st); err != nil {
-		return err
+	} else {
+		if *summary {
+			st.DBs = worstDatabases(st.DBs, summaryRows)
+		}
+		if err := printStatus(stdout, st); err != nil {
+			return err
+		}
+		if *summary && st.Databases > len(st.DBs) {
+			fmt.Fprintf(stdout, "(the %d databases that are refused, failing or waiting longest of %d; walsync status without --summary lists every one)\n", len(st.DBs), st.Databases)
+		}
 	}
 	if *strict && st.Failing > 0 {
 		return fmt.Errorf("%d of %d databases are failing; see their ERROR", st.Failing, st.Databases)
 	}
 	return nil
+}
+
+// summaryRows is how many databases status --summary shows.
+const summaryRows = 10
+
+// worstDatabases returns at most n of dbs, those that most need a look
+// first: refused, then failing (most failures first), then by lag.
+func worstDatabases(dbs []engine.DBStatus, n int) []engine.DBStatus {
+	rank := func(d engine.DBStatus) int {
+		switch {
+		case d.State == "refused":
+			return 0
+		case d.Failures > 0:
+			return 1
+		case d.Pending:
+			return 2
+		}
+		return 3
+	}
+	dbs = slices.Clone(dbs)
+	slices.SortStableFunc(dbs, func(a, b engine.DBStatus) int {
+		return cmp.Or(cmp.Compare(rank(a), rank(b)), cmp.Compare(b.Failures, a.Failures), cmp.Compare(b.Lag, a.Lag))
+	})
+	var out []engine.DBStatus
+	for _, d := range dbs[:min(n, len(dbs))] {
+		if rank(d) < 3 {
+			out = append(out, d)
+		}
+	}
+	return out
 }
 
 // printStatus prints st as a summary line and a table. Paths and errors

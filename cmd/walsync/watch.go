@@ -35,6 +35,7 @@ func runWatch(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	idleTimeout := fs.Duration("idle-timeout", engine.DefaultIdleTimeout, "release a database unchanged this long: no fd, connection or request until it changes (0: never)")
 	sweepInterval := fs.Duration("sweep-interval", engine.DefaultSweepInterval, "stat released databases this often, in case a file event was missed")
 	addr := fs.String("addr", "", "serve status at http://`ADDR`/status (a bare :PORT listens on 127.0.0.1 only); it shows database paths, replica URLs and errors")
+	healthLag := fs.Duration("health-max-lag", 0, "with --addr: /healthz answers 503 when a change waits longer than `duration` to be shipped, or a database fails that long (default: 10 sync intervals, at least 10s)")
 	pprofOn := fs.Bool("pprof", false, "with --addr: also serve Go profiles at http://ADDR/debug/pprof/ (goroutine stacks, heap and CPU profiles)")
 	levels := fs.String("levels", "30s,5m,1h", "compaction intervals of levels 1, 2, 3, … (\"\" or none: no compaction)")
 	l0Retention := fs.Duration("l0-retention", compact.DefaultL0Retention, "keep L0 files this long after level 1 covers them (0: forever)")
@@ -213,7 +214,11 @@ func runWatch(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		return err
 	}
 	if *addr != "" {
-		stop, err := serveStatus(ctx, statusOptions{Addr: *addr, Pprof: *pprofOn}, eng, log)
+		maxLag := *healthLag
+		if maxLag <= 0 {
+			maxLag = max(10*(*syncInterval), 10*time.Second)
+		}
+		stop, err := serveStatus(ctx, statusOptions{Addr: *addr, Pprof: *pprofOn, HealthMaxLag: maxLag}, eng, log)
 		if err != nil {
 			return err
 		}
