@@ -109,6 +109,9 @@ type Options struct {
 	// from it on instead of in full; retention never deletes a level's
 	// newest file, and if it is gone the level is listed in full.
 	LastOutput *storage.FileInfo
+	// Position, when not 0, is the database's TXID: a destination file
+	// ending past it was not written by walsync for this database.
+	Position ltx.TXID
 }
 
 func (o Options) withDefaults() Options {
@@ -149,7 +152,7 @@ func Compact(ctx context.Context, c storage.Client, dst int, opts Options) (*sto
 	opts = opts.withDefaults()
 	src := dst - 1
 
-	dstMax, err := maxTXID(ctx, c, dst, opts.LastOutput)
+	dstMax, err := maxTXID(ctx, c, dst, opts.LastOutput, opts.Position)
 	if err != nil {
 		return nil, fmt.Errorf("compact %s into L%d: %w", c, dst, err)
 	}
@@ -471,7 +474,7 @@ func listFirst(ctx context.Context, c storage.Client, level int, after ltx.TXID,
 }
 
 // maxTXID returns the highest MaxTXID of level, 0 when it is empty.
-func maxTXID(ctx context.Context, c storage.Client, level int, known *storage.FileInfo) (ltx.TXID, error) {
+func maxTXID(ctx context.Context, c storage.Client, level int, known *storage.FileInfo, position ltx.TXID) (ltx.TXID, error) {
 	var after ltx.TXID
 	if known != nil && known.Level == level && known.MinTXID > 0 {
 		after = known.MinTXID - 1
@@ -485,9 +488,23 @@ func maxTXID(ctx context.Context, c storage.Client, level int, known *storage.Fi
 			return 0, err
 		}
 	}
-	var m ltx.TXID
-	if newest != nil {
-		m = newest.MaxTXID
+	if newest == nil {
+		return 0, nil
 	}
-	return m, nil
+	// Where compaction resumes is the one thing a stray file could stall
+	// silently: a name past the database's TXID, or a file this process
+	// did not write whose header does not hold its name's TXIDs.
+	if position > 0 && newest.MaxTXID > position {
+		return 0, fmt.Errorf("%w: L%d's newest file %s ends past the database's TXID %s: walsync did not write it; remove it", ErrForeignFile, level, newest, position)
+	}
+	if known == nil || newest.Level != known.Level || newest.MinTXID != known.MinTXID || newest.MaxTXID != known.MaxTXID {
+		if _, err := storage.ReadHeader(ctx, c, newest); err != nil {
+			return 0, fmt.Errorf("%w: L%d's newest file %s: %v", ErrForeignFile, level, newest, err)
+		}
+	}
+	return newest.MaxTXID, nil
 }
+
+// ErrForeignFile is wrapped by a compaction that will not resume after a
+// destination file it cannot trust.
+var ErrForeignFile = errors.New("a file at the compaction's destination cannot be trusted")

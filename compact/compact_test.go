@@ -716,3 +716,56 @@ func TestBacklogLongerThanAListing(t *testing.T) {
 		}
 	}
 }
+
+// TestCompactRefusesAStrayDestination: a compaction resumes after its
+// destination's newest file; a file walsync did not write there (an empty
+// object with a huge TXID, or a well-formed one past the database's TXID)
+// fails the compaction with ErrForeignFile instead of stalling the level
+// silently (compaction found nothing new past it, and the replica's latest
+// state became unrestorable with nothing logged).
+func TestCompactRefusesAStrayDestination(t *testing.T) {
+	ctx := context.Background()
+	opts := compact.Options{Logger: quiet()}
+	for _, tc := range []struct {
+		name  string
+		plant func(c *file.Client)
+		pos   ltx.TXID
+	}{
+		{"empty object", func(c *file.Client) {
+			p := c.Path(2, 0xffffffff, 0xffffffff)
+			if err := os.MkdirAll(filepath.Dir(p), 0o755); err != nil {
+				t.Fatal(err)
+			}
+			if err := os.WriteFile(p, nil, 0o644); err != nil {
+				t.Fatal(err)
+			}
+		}, 0},
+		{"well formed, past the database", func(c *file.Client) { put(t, c, 2, 1000, 1000, 2) }, 6},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			c := file.New(t.TempDir())
+			for i := ltx.TXID(1); i <= 6; i++ {
+				put(t, c, 1, i, i, 2)
+			}
+			tc.plant(c)
+			o := opts
+			o.Position = tc.pos
+			info, err := compact.Compact(ctx, c, 2, o)
+			if !errors.Is(err, compact.ErrForeignFile) || info != nil {
+				t.Fatalf("compact into L2 past a stray file: %v, %v; want ErrForeignFile", info, err)
+			}
+		})
+	}
+	// The file it wrote itself is trusted without reading it again.
+	c := file.New(t.TempDir())
+	for i := ltx.TXID(1); i <= 6; i++ {
+		put(t, c, 1, i, i, 2)
+	}
+	first, err := compact.Compact(ctx, c, 2, opts)
+	if err != nil || first == nil {
+		t.Fatal(first, err)
+	}
+	put(t, c, 1, 7, 7, 2)
+	opts.LastOutput, opts.Position = first, 7
+	mustCompact(t, c, 2, opts, 7, 7)
+}

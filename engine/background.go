@@ -10,6 +10,8 @@ import (
 	"fmt"
 	"time"
 
+	"github.com/superfly/ltx"
+
 	"github.com/walsync/walsync/compact"
 	"github.com/walsync/walsync/storage"
 )
@@ -131,7 +133,7 @@ func (eng *Engine) retention() (compact.Policy, bool) {
 func (eng *Engine) compact(ctx context.Context, j job) (*storage.FileInfo, error) {
 	l := eng.opts.Levels[j.level-1]
 	fi, err := compact.Compact(ctx, j.e.Client, l.Level, compact.Options{
-		TempDir: eng.opts.Capture.TempDir, Logger: eng.log, LastOutput: j.last,
+		TempDir: eng.opts.Capture.TempDir, Logger: eng.log, LastOutput: j.last, Position: ltx.TXID(j.e.txid),
 	})
 	if err != nil {
 		return nil, fmt.Errorf("compact into L%d: %w", l.Level, err)

@@ -19,6 +19,7 @@ import (
 	"log/slog"
 	"net/url"
 	"os"
+	"path"
 	"path/filepath"
 	"slices"
 	"strconv"
@@ -485,29 +486,70 @@ func syncDir(dir string) error {
 }
 
 // ListReplicas implements storage.ReplicaLister: every directory below the
-// root that has an ltx/<level> directory.
+// root that has an ltx directory. Directories are read in batches, at most
+// storage.ScanLimit entries in all, and at most storage.MaxListedFiles
+// replicas are named: a root stuffed with files or directories costs a
+// bounded walk, not memory for every entry.
 func (c *Client) ListReplicas(ctx context.Context) ([]string, error) {
 	var names []string
-	err := filepath.WalkDir(c.root, func(path string, d os.DirEntry, err error) error {
-		if err != nil {
-			if errors.Is(err, os.ErrNotExist) {
-				return nil
-			}
-			return err
-		}
-		if err := ctx.Err(); err != nil {
-			return err
-		}
-		if !d.IsDir() || d.Name() != "ltx" {
+	walked := 0
+	var walk func(dir, rel string) error
+	walk = func(dir, rel string) error {
+		f, err := os.Open(dir)
+		if errors.Is(err, os.ErrNotExist) {
 			return nil
+		} else if err != nil {
+			return err
 		}
-		rel, err := filepath.Rel(c.root, filepath.Dir(path))
+		var subdirs []string
+		err = func() error {
+			defer f.Close() // before the subdirectories: one fd at a time, however deep
+			for {
+				batch, err := f.ReadDir(1024)
+				if walked += len(batch); walked > storage.ScanLimit() {
+					return fmt.Errorf("list the databases under %s: more than %d entries; give a narrower -b directory", c.root, storage.ScanLimit())
+				}
+				for _, e := range batch {
+					if !e.IsDir() {
+						continue
+					}
+					if e.Name() == "ltx" {
+						if len(names) == storage.MaxListedFiles {
+							return fmt.Errorf("list the databases under %s: more than %d databases, the most walsync lists at once; give a narrower -b directory", c.root, storage.MaxListedFiles)
+						}
+						names = append(names, rel)
+						continue
+					}
+					subdirs = append(subdirs, e.Name())
+				}
+				if errors.Is(err, io.EOF) {
+					return nil
+				} else if err != nil {
+					return err
+				}
+				if err := ctx.Err(); err != nil {
+					return err
+				}
+			}
+		}()
 		if err != nil {
 			return err
 		}
-		names = append(names, filepath.ToSlash(rel))
-		return filepath.SkipDir
-	})
+		for _, sd := range subdirs {
+			if err := walk(filepath.Join(dir, sd), path.Join(rel, sd)); err != nil {
+				return err
+			}
+		}
+		return nil
+	}
+	if err := walk(c.root, ""); err != nil {
+		return nil, err
+	}
+	for i, n := range names {
+		if n == "" {
+			names[i] = "."
+		}
+	}
 	slices.Sort(names)
-	return names, err
+	return names, nil
 }

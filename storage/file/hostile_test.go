@@ -2,9 +2,11 @@ package file_test
 
 import (
 	"context"
+	"fmt"
 	"os"
 	"path/filepath"
 	"runtime"
+	"strings"
 	"testing"
 
 	"github.com/walsync/walsync/storage"
@@ -41,5 +43,42 @@ func TestHugeSidecar(t *testing.T) {
 	}
 	if n := b.TotalAlloc - a.TotalAlloc; n > 4<<20 {
 		t.Fatalf("reading a 256 MiB sidecar allocated %d bytes", n)
+	}
+}
+
+// TestListReplicasBounded: finding the databases below a root walks at
+// most storage.ScanLimit entries and names at most MaxListedFiles
+// databases: a root stuffed with files or replicas fails with an error
+// instead of holding an entry for each.
+func TestListReplicasBounded(t *testing.T) {
+	defer func(n int) { storage.MaxListedFiles = n }(storage.MaxListedFiles)
+	storage.MaxListedFiles = 5 // ScanLimit 50
+	root := t.TempDir()
+	for i := range 5 {
+		if err := os.MkdirAll(filepath.Join(root, fmt.Sprintf("t%d", i), "app", "ltx", "0"), 0o755); err != nil {
+			t.Fatal(err)
+		}
+	}
+	names, err := file.New(root).ListReplicas(context.Background())
+	if err != nil || len(names) != 5 || names[0] != "t0/app" {
+		t.Fatalf("5 databases: %v, %v", names, err)
+	}
+	if err := os.MkdirAll(filepath.Join(root, "t9", "app", "ltx", "0"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := file.New(root).ListReplicas(context.Background()); err == nil || !strings.Contains(err.Error(), "more than 5 databases") {
+		t.Fatalf("6 databases with MaxListedFiles 5: %v", err)
+	}
+	junk := filepath.Join(t.TempDir(), "junk")
+	if err := os.MkdirAll(filepath.Join(junk, "db", "ltx"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	for i := range 60 {
+		if err := os.WriteFile(filepath.Join(junk, fmt.Sprintf("f%d", i)), nil, 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if _, err := file.New(junk).ListReplicas(context.Background()); err == nil || !strings.Contains(err.Error(), "more than 50 entries") {
+		t.Fatalf("a root of 60 files with ScanLimit 50: %v", err)
 	}
 }

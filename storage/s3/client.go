@@ -18,6 +18,7 @@ import (
 	"encoding/xml"
 	"errors"
 	"fmt"
+	"hash/fnv"
 	"io"
 	"net/http"
 	"net/url"
@@ -521,6 +522,40 @@ func (c *Client) LTXFiles(ctx context.Context, level int, after ltx.TXID) (stora
 // listPageSize is S3's maximum keys per ListObjectsV2 page.
 const listPageSize = 1000
 
+// maxListPages bounds the pages of one listing: a server that pages
+// without end (new tokens, no keys) must not keep a listing going. 50,000
+// by default, 50 million keys at full pages (the replicas below a URL are
+// found by listing it whole); a level's listing stops earlier, at
+// storage.ScanLimit.
+func maxListPages() int { return storage.ScanLimit() / 20 }
+
+// pager catches a server that pages without end: a continuation token it
+// gave before (A, B, A, B... as well as A, A), or more than maxListPages.
+// Tokens are kept as 64-bit hashes: the set stays small whatever the
+// server sends.
+type pager struct {
+	seen  map[uint64]bool
+	pages int
+}
+
+// next accepts the token of a page that says more follow.
+func (p *pager) next(token string) error {
+	if p.pages++; p.pages > maxListPages() {
+		return fmt.Errorf("the server kept paging: more than %d pages", maxListPages())
+	}
+	h := fnv.New64a()
+	h.Write([]byte(token))
+	sum := h.Sum64()
+	if p.seen == nil {
+		p.seen = map[uint64]bool{}
+	}
+	if p.seen[sum] {
+		return errors.New("the server repeated a continuation token: the listing would never end")
+	}
+	p.seen[sum] = true
+	return nil
+}
+
 type listIterator struct {
 	ctx        context.Context
 	c          *Client
@@ -531,6 +566,7 @@ type listIterator struct {
 	token      string
 	lastKey    string // the last key listed: every page must come after it
 	walked     int    // keys and pages walked, against storage.ScanLimit
+	pager      pager
 	done       bool
 	page       []*storage.FileInfo
 	item       *storage.FileInfo
@@ -577,8 +613,10 @@ func (it *listIterator) fetch() error {
 	if it.walked += 1 + len(out.Contents); it.walked > storage.ScanLimit() {
 		return fmt.Errorf("s3: list s3://%s/%s: %w", it.c.s.cfg.Bucket, it.prefix, storage.ListingTooLong())
 	}
-	if out.IsTruncated && it.token != "" && out.NextContinuationToken == it.token {
-		return fmt.Errorf("s3: list s3://%s/%s: the server repeated its continuation token", it.c.s.cfg.Bucket, it.prefix)
+	if out.IsTruncated && out.NextContinuationToken != "" {
+		if err := it.pager.next(out.NextContinuationToken); err != nil {
+			return fmt.Errorf("s3: list s3://%s/%s: %w", it.c.s.cfg.Bucket, it.prefix, err)
+		}
 	}
 	for _, o := range out.Contents {
 		name, ok := strings.CutPrefix(o.Key, it.prefix)
@@ -725,6 +763,7 @@ func (c *Client) ListReplicas(ctx context.Context) ([]string, error) {
 	}
 	seen := map[string]bool{}
 	token := ""
+	var pg pager
 	for {
 		q := url.Values{"list-type": {"2"}, "prefix": {base}, "max-keys": {strconv.Itoa(listPageSize)}}
 		if token != "" {
@@ -761,10 +800,16 @@ func (c *Client) ListReplicas(ctx context.Context) ([]string, error) {
 			}
 			seen[name] = true
 		}
+		if len(seen) > storage.MaxListedFiles {
+			return nil, fmt.Errorf("s3: list s3://%s/%s: more than %d databases, the most walsync lists at once; list a narrower -b prefix", c.s.cfg.Bucket, base, storage.MaxListedFiles)
+		}
 		if !out.IsTruncated || out.NextContinuationToken == "" {
 			break
 		}
 		token = out.NextContinuationToken
+		if err := pg.next(token); err != nil {
+			return nil, fmt.Errorf("s3: list s3://%s/%s: %w", c.s.cfg.Bucket, base, err)
+		}
 	}
 	names := make([]string, 0, len(seen))
 	for n := range seen {

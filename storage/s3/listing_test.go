@@ -33,11 +33,16 @@ func TestHostileListing(t *testing.T) {
 		page func(n int) (keys []string, token string) // n: the request's number, from 0
 		want string
 	}{
-		{"endless empty pages", func(n int) ([]string, string) { return nil, fmt.Sprint("t", n) }, "too many LTX files"},
+		{"endless empty pages", func(n int) ([]string, string) { return nil, fmt.Sprint("t", n) }, "kept paging"},
 		{"endless foreign keys", func(n int) ([]string, string) {
-			return []string{fmt.Sprintf("p/0000/zz-%08d", n)}, fmt.Sprint("t", n)
+			var keys []string
+			for j := range 50 {
+				keys = append(keys, fmt.Sprintf("p/0000/zz-%08d-%02d", n, j))
+			}
+			return keys, fmt.Sprint("t", n)
 		}, "too many LTX files"},
-		{"repeated token", func(n int) ([]string, string) { return []string{key(n + 1)}, "same" }, "repeated its continuation token"},
+		{"repeated token", func(n int) ([]string, string) { return []string{key(n + 1)}, "same" }, "repeated a continuation token"},
+		{"alternating tokens", func(n int) ([]string, string) { return nil, fmt.Sprint("t", n%2) }, "repeated a continuation token"},
 		{"keys going back", func(n int) ([]string, string) { return []string{key(1)}, fmt.Sprint("t", n) }, "out of order"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
@@ -73,6 +78,60 @@ func TestHostileListing(t *testing.T) {
 			}
 			if n := requests.Load(); n > int64(storage.ScanLimit())+1 {
 				t.Fatalf("%d list requests, more than the scan limit %d", n, storage.ScanLimit())
+			}
+		})
+	}
+}
+
+// TestHostileReplicaListing: the listing that finds the databases below a
+// URL (list -b, verify --all, a name not found) is bounded the same way:
+// by tokens seen before, by pages, and by the databases it holds.
+func TestHostileReplicaListing(t *testing.T) {
+	defer func(n int) { storage.MaxListedFiles = n }(storage.MaxListedFiles)
+	storage.MaxListedFiles = 50 // ScanLimit 500, 25 pages
+	for _, tc := range []struct {
+		name string
+		page func(n int) (keys []string, token string)
+		want string
+	}{
+		{"alternating tokens", func(n int) ([]string, string) { return nil, fmt.Sprint("t", n%2) }, "repeated a continuation token"},
+		{"endless empty pages", func(n int) ([]string, string) { return nil, fmt.Sprint("t", n) }, "kept paging"},
+		{"endless databases", func(n int) ([]string, string) {
+			var keys []string
+			for j := range 5 {
+				keys = append(keys, fmt.Sprintf("p/db%06d-%d/0009/0000000000000001-0000000000000001.ltx", n, j))
+			}
+			return keys, fmt.Sprint("t", n)
+		}, "more than 50 databases"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			var requests atomic.Int64
+			srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+				n := int(requests.Add(1)) - 1
+				keys, token := tc.page(n)
+				var b strings.Builder
+				b.WriteString(`<?xml version="1.0" encoding="UTF-8"?><ListBucketResult>`)
+				for _, k := range keys {
+					fmt.Fprintf(&b, "<Contents><Key>%s</Key><Size>1</Size></Contents>", k)
+				}
+				fmt.Fprintf(&b, "<IsTruncated>true</IsTruncated><NextContinuationToken>%s</NextContinuationToken></ListBucketResult>", token)
+				_, _ = w.Write([]byte(b.String()))
+			}))
+			defer srv.Close()
+			c, err := s3.New(s3.Config{
+				Bucket: "b", Prefix: "p", Endpoint: srv.URL, Region: "us-east-1",
+				Credentials: &s3.Credentials{AccessKeyID: "AK", SecretAccessKey: "SK", Source: "test"},
+				TempDir:     t.TempDir(),
+			})
+			if err != nil {
+				t.Fatal(err)
+			}
+			_, err = c.ListReplicas(context.Background())
+			if err == nil || !strings.Contains(err.Error(), tc.want) {
+				t.Fatalf("ListReplicas over %s: %v; want an error saying %q", tc.name, err, tc.want)
+			}
+			if n := requests.Load(); n > 60 {
+				t.Fatalf("%d list requests", n)
 			}
 		})
 	}
