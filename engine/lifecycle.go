@@ -338,6 +338,11 @@ func (eng *Engine) failed(e *entry, r result, now time.Time) {
 	if eng.awaitFile(e, r.err) {
 		return
 	}
+	if errors.Is(r.err, context.Canceled) {
+		// Stopping: the final sync that follows ships what is left.
+		eng.log.Debug("sync interrupted by shutdown", "db", e.Path)
+		return
+	}
 	eng.noteFDLimit(r.err)
 	backoff := e.fails.fail(r.err, eng.opts.SyncInterval, now)
 	eng.log.Error("replication failed; will retry", "db", e.Path, "retry_in", backoff, "error", r.err)

@@ -6,6 +6,7 @@ import (
 	crand "crypto/rand"
 	"crypto/sha256"
 	"encoding/hex"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"net/http"
@@ -332,6 +333,9 @@ func (c *Client) bucketFix(err error) string {
 		var ce *CredentialsError
 		if errors.As(err, &ce) {
 			return credentialsFix(err)
+		}
+		if _, ok := errors.AsType[*tls.CertificateVerificationError](err); ok {
+			return "the endpoint's TLS certificate is not trusted here: give its CA with AWS_CA_BUNDLE=/path/ca.pem (or SSL_CERT_FILE), or its http:// form if it has one"
 		}
 		return "the endpoint did not answer: check --endpoint (or AWS_ENDPOINT_URL_S3), the network and any proxy (HTTPS_PROXY)"
 	}

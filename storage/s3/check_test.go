@@ -152,3 +152,23 @@ func TestCheck(t *testing.T) {
 		}
 	})
 }
+
+// TestCheckUntrustedCertificate: an https endpoint whose certificate no
+// CA here vouches for fails the bucket step with the fix that applies
+// (AWS_CA_BUNDLE), not "the endpoint did not answer".
+func TestCheckUntrustedCertificate(t *testing.T) {
+	srv := httptest.NewTLSServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {}))
+	defer srv.Close()
+	c, err := s3.New(s3.Config{
+		Bucket: "b", Prefix: "p", Endpoint: srv.URL, Region: "us-east-1",
+		Credentials: &s3.Credentials{AccessKeyID: "AK", SecretAccessKey: "SK", Source: "test"},
+		TempDir:     t.TempDir(), MaxRetries: -1,
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	s := step(t, c.Check(context.Background(), s3.CheckOptions{ReadOnly: true}), "bucket")
+	if s.OK || !strings.Contains(s.Fix, "AWS_CA_BUNDLE") {
+		t.Fatalf("bucket step behind an untrusted certificate: %+v; want a failure whose fix names AWS_CA_BUNDLE", s)
+	}
+}
