@@ -185,7 +185,7 @@ func Open(ctx context.Context, opts Options) (_ *DB, err error) {
 		return nil, fmt.Errorf("read header of %s: %w", opts.Path, err)
 	}
 	if !hdr.wal {
-		return nil, fmt.Errorf("database %s is not in WAL mode; walsync never changes it for you: switch it once with\n    sqlite3 %s 'PRAGMA journal_mode=WAL;'\n(and open it in WAL mode in your application)", opts.Path, opts.Path)
+		return nil, fmt.Errorf("database %s is not in WAL mode; walsync never changes it for you: switch it once with: sqlite3 %s 'PRAGMA journal_mode=WAL;' (and open it in WAL mode in your application)", opts.Path, opts.Path)
 	}
 
 	if db.pin, err = openConn(opts.Path, opts.BusyTimeout); err != nil {

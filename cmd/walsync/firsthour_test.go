@@ -276,3 +276,59 @@ func TestHelpListsOptions(t *testing.T) {
 		}
 	}
 }
+
+// TestHostileNewcomer: what a careless operator types must not reach
+// outside -b, paint the terminal, turn a URL into a directory, retry a
+// directory forever, or boot an application on an empty file.
+func TestHostileNewcomer(t *testing.T) {
+	rep, dbPath := replicated(t)
+	// A database whose replica exists only outside -b.
+	other := filepath.Join(t.TempDir(), "t9", "app.db")
+	walDB(t, other, 1)
+	outside := filepath.Join(filepath.Dir(rep), "other")
+	if code, _, _ := cli(t, "snapshot", other, "-b", outside); code != 0 {
+		t.Fatal("snapshot to the other location failed")
+	}
+	for _, name := range []string{"../other/t9/app", "t9/../../other/t9/app", "../other/t9"} {
+		out := filepath.Join(t.TempDir(), "x.db")
+		if code, stdout, stderr := cli(t, "restore", name, "-o", out, "-b", rep); code == 0 {
+			t.Errorf("restore %q -b %s reached outside it: exit 0\n%s%s", name, rep, stdout, stderr)
+		}
+	}
+	// Path forms that stay below -b are the database at that path.
+	if code, stdout, stderr := cli(t, "restore", "./cli/wal", "-o", filepath.Join(t.TempDir(), "y.db"), "-b", rep); code != 0 || !strings.Contains(stdout, "restored cli/wal") {
+		t.Errorf("restore ./cli/wal: exit %d\n%s%s", code, stdout, stderr)
+	}
+	if code, stdout, stderr := cli(t, "compact", "../other/t9/app", "-b", rep); code == 0 {
+		t.Errorf("compact ../other/t9/app: exit 0\n%s%s", stdout, stderr)
+	}
+
+	esc := "ev\x1b[2Jil"
+	code, _, stderr := cli(t, "restore", "cli/wal", "-o", filepath.Join(t.TempDir(), "nodir", esc, "x.db"), "-b", rep)
+	if code == 0 || strings.Contains(stderr, "\x1b") {
+		t.Errorf("an escape sequence in -o reached the terminal raw (exit %d): %q", code, stderr)
+	}
+
+	if code, _, stderr := cli(t, "list", "-b", " s3://bkt/x"); code != 2 || !strings.Contains(stderr, "white space") {
+		t.Errorf("-b with a leading space: exit %d %q; want 2 and the reason", code, stderr)
+	}
+	if code, _, stderr := cli(t, "watch", filepath.Dir(dbPath), "-b", rep); code != 2 || !strings.Contains(stderr, "--dir") {
+		t.Errorf("watch DIRECTORY: exit %d %q; want 2 pointing to --dir", code, stderr)
+	}
+
+	for what, make := range map[string]func(p string) error{
+		"a directory":   func(p string) error { return os.Mkdir(p, 0o755) },
+		"an empty file": func(p string) error { return os.WriteFile(p, nil, 0o644) },
+		"a dangling link": func(p string) error {
+			return os.Symlink(filepath.Join(filepath.Dir(p), "gone.db"), p)
+		},
+	} {
+		out := filepath.Join(t.TempDir(), "boot.db")
+		if err := make(out); err != nil {
+			t.Fatal(err)
+		}
+		if code, stdout, stderr := cli(t, "restore", "cli/wal", "-o", out, "-b", rep, "--if-db-not-exists"); code == 0 {
+			t.Errorf("--if-db-not-exists over %s: exit 0 (the application would boot empty)\n%s%s", what, stdout, stderr)
+		}
+	}
+}

@@ -96,11 +96,12 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 			return 0
 		}
 		var ue usageError
+		// An error can quote a path or a name from a replica: escaped.
 		if errors.As(err, &ue) {
-			fmt.Fprintf(stderr, "walsync %s: %v\n", args[0], err)
+			fmt.Fprintf(stderr, "walsync %s: %s\n", args[0], termText(err.Error()))
 			return 2
 		}
-		fmt.Fprintf(stderr, "walsync %s: %v\n", args[0], err)
+		fmt.Fprintf(stderr, "walsync %s: %s\n", args[0], termText(err.Error()))
 		return 1
 	}
 	return 0

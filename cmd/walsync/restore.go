@@ -43,11 +43,25 @@ func runRestore(ctx context.Context, args []string, stdout, stderr io.Writer) er
 		return usagef("--if-db-not-exists and --force contradict each other: give one")
 	}
 	if *ifDBNotExists && *out != "" {
-		if _, err := os.Lstat(*out); err == nil {
+		// Only a database counts: booting on an empty file, a directory or
+		// a dangling link while the replica holds the data would start
+		// the application empty.
+		fi, err := os.Stat(*out)
+		switch {
+		case err == nil && fi.Mode().IsRegular() && fi.Size() > 0:
 			fmt.Fprintf(stdout, "%s exists: nothing restored (--if-db-not-exists)\n", termName(*out))
 			return nil
-		} else if !errors.Is(err, os.ErrNotExist) {
+		case err == nil && fi.IsDir():
+			return fmt.Errorf("output %s is a directory, not a database: give the database file's path", termName(*out))
+		case err == nil && fi.Size() == 0:
+			return fmt.Errorf("output %s exists but is empty, not a database: remove it so that the replica can be restored there (or use --force without --if-db-not-exists)", termName(*out))
+		case err == nil:
+			return fmt.Errorf("output %s is not a regular file", termName(*out))
+		case !errors.Is(err, os.ErrNotExist):
 			return fmt.Errorf("output %s: %w", termName(*out), err)
+		}
+		if _, lerr := os.Lstat(*out); lerr == nil {
+			return fmt.Errorf("output %s is a symbolic link to nothing: remove it, or restore to the path it should name", termName(*out))
 		}
 	}
 	noReplica := func(err error) error {

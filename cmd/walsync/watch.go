@@ -239,6 +239,9 @@ func dirExists(db string) error {
 	if fi, err := os.Stat(dir); err != nil || !fi.IsDir() {
 		return usagef("database %s: directory %s does not exist (or is not one you can read): create it, or fix the path", db, dir)
 	}
+	if fi, err := os.Stat(db); err == nil && fi.IsDir() {
+		return usagef("database %s is a directory: give its database files, or --dir %s for every database in it", db, db)
+	}
 	return nil
 }
 

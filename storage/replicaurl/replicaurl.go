@@ -48,6 +48,9 @@ func Parse(raw string) (Location, error) {
 	if raw == "" {
 		return Location{}, fmt.Errorf("no replica given: pass -b s3://bucket/prefix or -b /path/to/dir")
 	}
+	if strings.TrimSpace(raw) != raw {
+		return Location{}, fmt.Errorf("replica %q begins or ends with white space: remove it (%q would be a local directory)", shown, shown)
+	}
 	scheme, rest, isURL := splitScheme(raw)
 	switch {
 	case !isURL && (strings.HasPrefix(raw, "s3//") || strings.HasPrefix(raw, "file//")):
@@ -195,11 +198,17 @@ func Resolve(ctx context.Context, c storage.Client, arg string) (string, error) 
 	if name == "" {
 		return "", fmt.Errorf("no database name given (walsync list -b URL shows them)")
 	}
-	cands := []string{name}
+	var cands []string
+	if inside(name) {
+		cands = append(cands, name)
+	}
 	if looksLikePath(arg) {
 		if n, err := Name(arg); err == nil && n != name {
 			cands = append(cands, n)
 		}
+	}
+	if len(cands) == 0 {
+		return "", fmt.Errorf("database name %q leaves the replica location: a name is a path below -b, without . or .. elements", name)
 	}
 	for _, n := range cands {
 		sub := c
@@ -225,12 +234,12 @@ func Resolve(ctx context.Context, c storage.Client, arg string) (string, error) 
 		}
 	}
 	msg := fmt.Sprintf("no database named %q under %s", name, c)
-	if len(cands) > 1 {
-		msg += fmt.Sprintf(", nor %q, the name of the database at that path", cands[1])
+	if len(cands) > 1 || cands[0] != name {
+		msg += fmt.Sprintf(", nor %q, the name of the database at that path", cands[len(cands)-1])
 	}
 	closest := suggest.Closest(name, names, 5)
-	if len(cands) > 1 {
-		closest = slices.Compact(append(closest, suggest.Closest(cands[1], names, 5)...))
+	if len(cands) > 1 || cands[0] != name {
+		closest = slices.Compact(append(closest, suggest.Closest(cands[len(cands)-1], names, 5)...))
 	}
 	switch {
 	case len(closest) > 0:
@@ -249,6 +258,17 @@ type noDatabaseError struct{ msg string }
 
 func (e *noDatabaseError) Error() string        { return e.msg }
 func (e *noDatabaseError) Is(target error) bool { return target == ErrNoDatabase }
+
+// inside reports whether name, a slash-separated path, stays below the
+// location it is taken from: no empty, "." or ".." element.
+func inside(name string) bool {
+	for _, el := range strings.Split(name, "/") {
+		if el == "" || el == "." || el == ".." {
+			return false
+		}
+	}
+	return true
+}
 
 // isReplica reports whether c is itself a replica: one of its own levels
 // holds an LTX file, the rule by which ListReplicas names replicas. A
