@@ -9,9 +9,15 @@
 #  2. end to end, the static walsync of each architecture (arm64, armv7
 #     under qemu, amd64 natively): watch a database while sqlite3 writes to
 #     it, SIGTERM, restore, compare every row with sqlite3;
-#  3. the amd64 end-to-end run again in an empty root (chroot: the binary, a
-#     tmp directory and the database, no libc, shell, /dev or CA file);
-#  4. every package type-checks for darwin/arm64 (tests/cross/typecheck).
+#  3. scripts/release.sh itself (amd64 only, into .cache/cross/release): it
+#     fails with a gcc that drops -static and with no CA bundle, leaving dist/
+#     as it was; a good run replaces dist/, SHA256SUMS lists exactly its
+#     files, and the binary carries its commit (vcs.revision);
+#  4. the amd64 end-to-end run again in an empty root (chroot: the binary, a
+#     tmp directory and the database, no libc, shell, /dev or CA file), and
+#     as user 65534 in the root the Dockerfile makes (its COPY, WORKDIR and
+#     ENV lines replayed on the release's dist/);
+#  5. every package type-checks for darwin/arm64 (tests/cross/typecheck).
 #
 # Output and scratch files go to .cache/cross/ (git-ignored). Go's build
 # cache stays the user's (go env GOCACHE), shared with scripts/test.sh and
@@ -31,7 +37,7 @@ die() {
 	echo "cross-test: FAIL: $*" >&2
 	exit 1
 }
-for tool in qemu-aarch64-static qemu-arm-static aarch64-linux-gnu-gcc arm-linux-gnueabihf-gcc sqlite3 chroot; do
+for tool in qemu-aarch64-static qemu-arm-static aarch64-linux-gnu-gcc arm-linux-gnueabihf-gcc sqlite3 chroot readelf file; do
 	command -v "$tool" >/dev/null || die "$tool is missing: run scripts/test-deps.sh"
 done
 
@@ -84,7 +90,9 @@ unit() {
 }
 
 # e2e NAME DIR RUN... : RUN is the command that runs walsync in DIR (its
-# working directory), where data/app.db is the database.
+# working directory), where data/app.db is the database. With E2E_OWNER
+# (uid:gid), data/ and replica/ are that user's, as a container's volumes
+# would be (sqlite3 as root keeps -wal and -shm the database owner's).
 e2e() {
 	local name=$1 dir=$2
 	shift 2
@@ -92,6 +100,9 @@ e2e() {
 	sqlite3 "$db" 'PRAGMA journal_mode=WAL; CREATE TABLE t(id INTEGER PRIMARY KEY, v BLOB, s TEXT);' >/dev/null
 	sqlite3 "$db" 'INSERT INTO t(v, s) SELECT randomblob(3000), hex(randomblob(20)) FROM generate_series(1, 200);' 2>/dev/null ||
 		sqlite3 "$db" 'WITH RECURSIVE c(i) AS (SELECT 1 UNION ALL SELECT i+1 FROM c WHERE i < 200) INSERT INTO t(v, s) SELECT randomblob(3000), hex(randomblob(20)) FROM c;'
+	if [ -n "${E2E_OWNER:-}" ]; then
+		chown -R "$E2E_OWNER" "$dir/data" "$dir/replica"
+	fi
 	"$@" watch data/app.db -b replica >"$dir/watch.log" 2>&1 &
 	local watch=$!
 	# The application: small transactions while walsync replicates, one
@@ -152,16 +163,108 @@ for arch in "${ARCHES[@]}"; do
 	echo "cross-test: $arch end to end took $((SECONDS - start))s"
 done
 
+# release.sh, amd64 only, into its own dist/ ($rel is the Dockerfile's
+# context below): what it refuses, and what a good run leaves.
+start=$SECONDS
+rel="$OUT/release"
+rm -rf "$rel"
+mkdir -p "$rel/dist" "$rel/nostatic"
+# An earlier release of another architecture, which this one must replace.
+echo stale >"$rel/dist/walsync-linux-arm64"
+(cd "$rel/dist" && sha256sum walsync-linux-arm64 >SHA256SUMS)
+before=$(cd "$rel/dist" && sha256sum SHA256SUMS walsync-linux-arm64)
+# A gcc that drops -static links a dynamic binary without a warning.
+printf '%s\n' '#!/bin/sh' 'for a in "$@"; do shift; [ "$a" = -static ] || set -- "$@" "$a"; done' \
+	'exec /usr/bin/gcc "$@"' >"$rel/nostatic/gcc"
+chmod +x "$rel/nostatic/gcc"
+if PATH="$rel/nostatic:$PATH" DIST="$rel/dist" RELEASE_ARCHES=amd64 bash scripts/release.sh cross-test >"$rel/nostatic.log" 2>&1; then
+	cat "$rel/nostatic.log"
+	die "release.sh exited 0 with a gcc that drops -static"
+fi
+grep -q 'not statically linked' "$rel/nostatic.log" || {
+	cat "$rel/nostatic.log"
+	die "release.sh failed with a gcc that drops -static, but not at its static check"
+}
+if CA_BUNDLE="$rel/no-such-ca.crt" DIST="$rel/dist" RELEASE_ARCHES=amd64 bash scripts/release.sh cross-test >"$rel/noca.log" 2>&1; then
+	cat "$rel/noca.log"
+	die "release.sh exited 0 with no CA bundle"
+fi
+grep -q 'no CA bundle' "$rel/noca.log" || {
+	cat "$rel/noca.log"
+	die "release.sh failed with no CA bundle, but without saying so"
+}
+[ "$(cd "$rel/dist" && sha256sum SHA256SUMS walsync-linux-arm64)" = "$before" ] &&
+	[ "$(ls -A "$rel/dist" | tr '\n' ' ')" = "SHA256SUMS walsync-linux-arm64 " ] ||
+	die "a failed release.sh changed dist/: $(ls -A "$rel/dist" | tr '\n' ' ')"
+DIST="$rel/dist" RELEASE_ARCHES=amd64 bash scripts/release.sh cross-test >"$rel/release.log" 2>&1 || {
+	cat "$rel/release.log"
+	die "release.sh amd64"
+}
+[ "$(ls -A "$rel/dist" | tr '\n' ' ')" = "SHA256SUMS rootfs walsync-linux-amd64 " ] ||
+	die "dist/ after release.sh amd64 holds: $(ls -A "$rel/dist" | tr '\n' ' ')"
+[ "$(cut -d' ' -f3- "$rel/dist/SHA256SUMS")" = "walsync-linux-amd64" ] ||
+	die "SHA256SUMS does not list exactly this run's binary: $(cat "$rel/dist/SHA256SUMS")"
+(cd "$rel/dist" && sha256sum --check --strict --quiet SHA256SUMS) || die "SHA256SUMS does not match dist/"
+bin="$rel/dist/walsync-linux-amd64"
+rev=$(go version -m "$bin" | awk '$1 == "build" && $2 ~ /^vcs\.revision=/ { sub(/^vcs\.revision=/, "", $2); print $2 }')
+# A commit of this repository (not compared with HEAD: others may commit meanwhile).
+[[ "$rev" =~ ^[0-9a-f]{40}$ ]] && git cat-file -e "$rev^{commit}" ||
+	die "walsync-linux-amd64 has vcs.revision '$rev', not a commit here (go version -m)"
+"$bin" --version | grep -q "^walsync cross-test (commit $rev" || die "walsync --version: $("$bin" --version)"
+deps=$(ldd "$bin" 2>&1 || true) # ldd exits 1 on a static binary
+[[ "$deps" == *"not a dynamic executable"* ]] || die "walsync-linux-amd64 is dynamically linked: $deps"
+echo "cross-test: release.sh refuses a dynamic link and a missing CA bundle, replaces dist/ whole, stamps the commit (${rev:0:12}) in $((SECONDS - start))s"
+
+# docker_root ROOT CONTEXT lays out ROOT as the Dockerfile's final stage
+# makes it from CONTEXT for linux/amd64 (its COPY, WORKDIR and ENV lines; an
+# instruction not replayed here is an error, so the check follows the
+# Dockerfile) and prints its ENV assignments, one a line.
+docker_root() {
+	local root=$1 ctx=$2 instr args src dst
+	[ -n "$root" ] && [ -n "$ctx" ] || die "docker_root: empty argument"
+	rm -rf "$root"
+	install -d -m 0755 "$root"
+	while read -r instr args; do
+		args=${args//'${TARGETARCH}'/amd64}
+		args=${args//'${TARGETVARIANT}'/}
+		case "$instr" in
+		'' | '#'* | FROM | ARG | ENTRYPOINT | CMD | LABEL | USER | EXPOSE | VOLUME) ;;
+		COPY)
+			set -- $args
+			[ $# = 2 ] && [[ "$1" != --* ]] || die "Dockerfile: COPY $args: not replayed here"
+			src="$ctx/$1" dst="$root/$2"
+			if [ -d "$src" ]; then
+				# A directory's contents, with their modes (owner root).
+				[ -d "$dst" ] || install -d -m 0755 "$dst"
+				cp -R --preserve=mode "$src/." "$dst/"
+			else
+				[ -d "$(dirname "$dst")" ] || install -d -m 0755 "$(dirname "$dst")"
+				cp --preserve=mode "$src" "$dst"
+			fi
+			;;
+		# The builder makes a missing WORKDIR root's, mode 0755.
+		WORKDIR) [ -d "$root$args" ] || install -d -m 0755 "$root$args" ;;
+		ENV) echo "$args" ;;
+		*) die "Dockerfile: $instr: not replayed here" ;;
+		esac
+	done <Dockerfile
+}
+
 # The amd64 static binary in an empty root.
-build amd64 "$OUT/walsync-amd64" ./cmd/walsync
-deps=$(ldd "$OUT/walsync-amd64" 2>&1 || true) # ldd exits 1 on a static binary
-[[ "$deps" == *"not a dynamic executable"* ]] || die "walsync-amd64 is dynamically linked: $deps"
+[ "$(id -u)" = 0 ] || die "the empty-root checks need root for chroot (CI runs as root)"
 root="$OUT/root"
-fresh_root "$root" "$OUT/walsync-amd64"
-[ "$(id -u)" = 0 ] || die "the empty-root check needs root for chroot (CI runs as root)"
+fresh_root "$root" "$bin"
 # env -i: no PATH, HOME or TMPDIR either; the root has no /etc, /dev, /proc.
 e2e "amd64 (empty root: $(cd "$root" && find . -mindepth 1 -maxdepth 1 | sort | tr '\n' ' '))" "$root" \
 	env -i "$(command -v chroot)" "$root" /walsync
+
+# The image as the Dockerfile makes it, run as nobody (docker run --user
+# 65534, Kubernetes runAsUser): walsync's temp files go to TMPDIR or /tmp.
+root="$OUT/docker-root"
+docker_root "$root" "$rel" >"$OUT/docker-env"
+mkdir -p "$root/data" "$root/replica"
+E2E_OWNER=65534:65534 e2e "amd64 (the Dockerfile's root, as user 65534: $(cd "$root" && find . -mindepth 1 -maxdepth 1 | sort | tr '\n' ' '))" "$root" \
+	env -i $(cat "$OUT/docker-env") "$(command -v chroot)" --userspec=65534:65534 "$root" /walsync
 
 # darwin/arm64: non-test code of every package; tests of every package but
 # the two that mount file systems (restore's safety test, tests/faults).
