@@ -206,11 +206,12 @@ DIST="$rel/dist" RELEASE_ARCHES=amd64 bash scripts/release.sh cross-test >"$rel/
 	die "SHA256SUMS does not list exactly this run's binary: $(cat "$rel/dist/SHA256SUMS")"
 (cd "$rel/dist" && sha256sum --check --strict --quiet SHA256SUMS) || die "SHA256SUMS does not match dist/"
 bin="$rel/dist/walsync-linux-amd64"
-rev=$(go version -m "$bin" | awk '$1 == "build" && $2 ~ /^vcs\.revision=/ { sub(/^vcs\.revision=/, "", $2); print $2 }')
-# A commit of this repository (not compared with HEAD: others may commit meanwhile).
+# The commit --version names: Go's vcs.revision, or release.sh's -X
+# main.commit where Go stamps none (a git worktree). A commit of this
+# repository (not compared with HEAD: others may commit meanwhile).
+rev=$("$bin" --version | sed -n 's/^walsync cross-test (commit \([0-9a-f]*\).*/\1/p')
 [[ "$rev" =~ ^[0-9a-f]{40}$ ]] && git cat-file -e "$rev^{commit}" ||
-	die "walsync-linux-amd64 has vcs.revision '$rev', not a commit here (go version -m)"
-"$bin" --version | grep -q "^walsync cross-test (commit $rev" || die "walsync --version: $("$bin" --version)"
+	die "walsync --version names no commit of this repository: $("$bin" --version)"
 deps=$(ldd "$bin" 2>&1 || true) # ldd exits 1 on a static binary
 [[ "$deps" == *"not a dynamic executable"* ]] || die "walsync-linux-amd64 is dynamically linked: $deps"
 echo "cross-test: release.sh refuses a dynamic link and a missing CA bundle, replaces dist/ whole, stamps the commit (${rev:0:12}) in $((SECONDS - start))s"

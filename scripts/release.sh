@@ -46,6 +46,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 VERSION="${1:-$(git describe --tags --always --dirty 2>/dev/null || echo dev)}"
+COMMIT="$(git rev-parse HEAD 2>/dev/null || true)"
 ARCHES=(${RELEASE_ARCHES:-amd64 arm64 armv7})
 DIST="${DIST:-dist}"
 
@@ -81,7 +82,7 @@ build() {
 	# tags above a clean static link prints nothing, and any warning is an error.
 	local log
 	log=$(env $env CGO_ENABLED=1 go build -trimpath -buildvcs=true -tags "$WALSYNC_TAGS" \
-		-ldflags "-s -w $STATIC_LDFLAGS -X main.version=$VERSION" \
+		-ldflags "-s -w $STATIC_LDFLAGS -X main.version=$VERSION -X main.commit=$COMMIT" \
 		-o "$2" "$3" 2>&1) || {
 		echo "$log" >&2
 		return 1

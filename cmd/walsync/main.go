@@ -27,6 +27,11 @@ import (
 // at "dev", the module version of the binary's build info is shown.
 var version = "dev"
 
+// commit is the VCS revision when the build info has none (a build from a
+// git worktree or an exported tree): release.sh sets it with -ldflags
+// "-X main.commit=…".
+var commit = ""
+
 const usage = `walsync replicates SQLite databases to S3 or a directory, and restores them.
 
 Usage:
@@ -162,14 +167,17 @@ func versionLine(v string) string {
 			}
 		}
 	}
-	commit := "commit " + rev
+	if rev == "unknown" && commit != "" {
+		rev = commit
+	}
+	c := "commit " + rev
 	if at != "" {
-		commit += ", " + at
+		c += ", " + at
 	}
 	if modified {
-		commit += ", with uncommitted changes"
+		c += ", with uncommitted changes"
 	}
-	return fmt.Sprintf("walsync %s (%s; built with %s)", v, commit, goVersion)
+	return fmt.Sprintf("walsync %s (%s; built with %s)", v, c, goVersion)
 }
 
 // logLevelOf is level's slog.Level, info if it is not one.
