@@ -164,6 +164,11 @@ func runWatch(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	if jsonLogs {
 		log = slog.New(slog.NewJSONHandler(stderr, logOptions(logLevelOf(*logLevel))))
 	}
+	// What logs through slog's default (the S3 client's retries, the
+	// credential cache) follows the configured format and level too.
+	prevLog := slog.Default()
+	slog.SetDefault(log)
+	defer slog.SetDefault(prevLog)
 	for _, w := range cfgWarnings {
 		log.Warn(w.String())
 	}

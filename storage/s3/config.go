@@ -449,6 +449,13 @@ func readINI(path string) map[string]map[string]string {
 	defer f.Close()
 	var cur map[string]string
 	sc := bufio.NewScanner(f)
+	// A line longer than this stops the scan: said, not silently ignored.
+	sc.Buffer(make([]byte, 0, 64<<10), 1<<20)
+	defer func() {
+		if err := sc.Err(); err != nil {
+			slog.Warn("an AWS credentials or config file could not be read to its end; its settings after the line that failed are ignored", "file", path, "error", err)
+		}
+	}()
 	for sc.Scan() {
 		line := strings.TrimSpace(sc.Text())
 		if line == "" || line[0] == '#' || line[0] == ';' {

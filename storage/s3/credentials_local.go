@@ -269,7 +269,7 @@ func containerHostAllowed(host string) bool {
 func (s *containerSource) retrieve(ctx context.Context) (Credentials, error) {
 	auth := os.Getenv("AWS_CONTAINER_AUTHORIZATION_TOKEN")
 	if f := os.Getenv("AWS_CONTAINER_AUTHORIZATION_TOKEN_FILE"); f != "" {
-		b, err := os.ReadFile(f)
+		b, err := readBoundedFile(f)
 		if err != nil {
 			return Credentials{}, fmt.Errorf("read AWS_CONTAINER_AUTHORIZATION_TOKEN_FILE: %w", err)
 		}
@@ -328,9 +328,10 @@ func (s *processSource) retrieve(ctx context.Context) (Credentials, error) {
 	cmd := exec.CommandContext(ctx, "sh", "-c", s.command)
 	var out bytes.Buffer
 	cmd.Stdout = &limitedWriter{w: &out, n: maxCredentialAnswer}
-	// As in the AWS CLI: the process may ask something (an MFA code) or
-	// say why it failed there.
-	cmd.Stderr = os.Stderr
+	// Its standard error is not passed on (the AWS CLI does): a process may
+	// print a credential there, and nothing here shows one. A failure says
+	// how to see it.
+	cmd.Stderr = io.Discard
 	// A child left holding stdout must not keep us waiting past the kill.
 	cmd.WaitDelay = time.Second
 	if err := cmd.Run(); err != nil {
@@ -339,7 +340,7 @@ func (s *processSource) retrieve(ctx context.Context) (Credentials, error) {
 		}
 		var ee *exec.ExitError
 		if errors.As(err, &ee) {
-			return Credentials{}, fmt.Errorf("credential_process failed: %s", ee.ProcessState)
+			return Credentials{}, fmt.Errorf("credential_process failed: %s (its standard error is not shown, as it may hold credentials: run the command yourself to see it)", ee.ProcessState)
 		}
 		return Credentials{}, fmt.Errorf("credential_process: %w", err)
 	}

@@ -315,7 +315,10 @@ func (s *store) send(ctx context.Context, r *request, creds Credentials) (*http.
 	if xe.Code == "" && resp.StatusCode == http.StatusNotFound && r.key == "" {
 		xe.Code = "NoSuchBucket"
 	}
-	e := s.newError(r, resp.StatusCode, xe.Code, xe.Message)
+	// A server may quote the request in its message, session token
+	// included: what reaches an error, a log or /status holds neither it
+	// nor the secret.
+	e := s.newError(r, resp.StatusCode, xe.Code, shortText(scrubSecrets(xe.Message, creds)))
 	e.header, e.region = resp.Header, xe.Region
 	return nil, e
 }

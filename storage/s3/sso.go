@@ -11,6 +11,7 @@ import (
 	"net/http"
 	"net/url"
 	"os"
+	"regexp"
 	"path/filepath"
 	"time"
 )
@@ -180,8 +181,10 @@ func (s *ssoSource) refresh(ctx context.Context, t ssoToken) (ssoToken, error) {
 			Error string `json:"error"`
 		}
 		detail := ""
-		if json.Unmarshal(b, &e) == nil && e.Error != "" {
-			detail = ": " + shortText(e.Error)
+		// Only an OAuth error code is quoted: a server echoing the request
+		// would put the client secret and refresh token in its answer.
+		if json.Unmarshal(b, &e) == nil && oauthCode.MatchString(e.Error) {
+			detail = ": " + e.Error
 		}
 		return t, statusError("SSO OIDC CreateToken", resp.StatusCode, detail)
 	}
@@ -237,3 +240,6 @@ func readBoundedFile(path string) ([]byte, error) {
 	defer f.Close()
 	return readAnswer(f, path)
 }
+
+// oauthCode is the form of an OAuth error code (invalid_grant, …).
+var oauthCode = regexp.MustCompile(`^[A-Za-z_]{1,64}$`)
