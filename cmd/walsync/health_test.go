@@ -1,10 +1,8 @@
 package main
 
 import (
-	"context"
 	"encoding/json"
 	"io"
-	"net"
 	"net/http"
 	"path/filepath"
 	"strings"
@@ -27,7 +25,7 @@ func TestHealthz(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer proxy.Close()
+	t.Cleanup(proxy.Close) // after the watch stops (cleanups run last first)
 	t.Setenv("AWS_ACCESS_KEY_ID", s3.AccessKey)
 	t.Setenv("AWS_SECRET_ACCESS_KEY", s3.SecretKey)
 	t.Setenv("AWS_REGION", s3.Region)
@@ -35,26 +33,9 @@ func TestHealthz(t *testing.T) {
 	dir := t.TempDir()
 	dbPath := filepath.Join(dir, "hz", "app.db")
 	walDB(t, dbPath, 3)
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	addr := ln.Addr().String()
-	ln.Close()
-
-	ctx, cancel := context.WithCancel(context.Background())
-	defer cancel()
-	var stdout, stderr syncBuffer
-	done := make(chan int, 1)
-	go func() {
-		done <- run(ctx, []string{"watch", dbPath, "-b", "s3://" + bucket + "/hz", "--endpoint", proxy.URL(),
-			"--sync-interval", "100ms", "--addr", addr, "--health-max-lag", "2s"}, &stdout, &stderr)
-	}()
-	defer func() {
-		proxy.FailNext(0, 0, "")
-		cancel()
-		<-done
-	}()
+	addr, stderr := startWatch(t, 0, dbPath, "-b", "s3://"+bucket+"/hz", "--endpoint", proxy.URL(),
+		"--sync-interval", "100ms", "--health-max-lag", "2s")
+	t.Cleanup(func() { proxy.FailNext(0, 0, "") }) // before the watch stops: its final sync succeeds
 	healthz := func() (int, string) {
 		resp, err := http.Get("http://" + addr + "/healthz")
 		if err != nil {

@@ -90,34 +90,33 @@ func serveStatus(ctx context.Context, o statusOptions, eng *engine.Engine, log *
 	}
 	ln := newLimitListener(inner, statusMaxConns, log)
 	mux := http.NewServeMux()
-	mux.HandleFunc("GET /status", func(w http.ResponseWriter, r *http.Request) {
-		rctx, cancel := context.WithTimeout(r.Context(), 10*time.Second)
-		defer cancel()
-		st, err := eng.Status(rctx)
-		if err != nil {
-			http.Error(w, err.Error(), http.StatusServiceUnavailable)
-			return
+	// withStatus answers with what fn makes of the engine's status, or 503
+	// when the engine does not answer in time.
+	withStatus := func(fn func(http.ResponseWriter, engine.Status)) http.HandlerFunc {
+		return func(w http.ResponseWriter, r *http.Request) {
+			rctx, cancel := context.WithTimeout(r.Context(), 10*time.Second)
+			defer cancel()
+			st, err := eng.Status(rctx)
+			if err != nil {
+				http.Error(w, err.Error(), http.StatusServiceUnavailable)
+				return
+			}
+			w.Header().Set("Content-Type", "application/json")
+			fn(w, st)
 		}
-		w.Header().Set("Content-Type", "application/json")
+	}
+	mux.HandleFunc("GET /status", withStatus(func(w http.ResponseWriter, st engine.Status) {
 		enc := json.NewEncoder(w)
 		enc.SetIndent("", "  ")
 		_ = enc.Encode(st)
-	})
-	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, r *http.Request) {
-		rctx, cancel := context.WithTimeout(r.Context(), 10*time.Second)
-		defer cancel()
-		st, err := eng.Status(rctx)
-		if err != nil {
-			http.Error(w, err.Error(), http.StatusServiceUnavailable)
-			return
-		}
+	}))
+	mux.HandleFunc("GET /healthz", withStatus(func(w http.ResponseWriter, st engine.Status) {
 		h := engine.CheckHealth(st, o.HealthMaxLag)
-		w.Header().Set("Content-Type", "application/json")
 		if !h.OK {
 			w.WriteHeader(http.StatusServiceUnavailable)
 		}
 		_ = json.NewEncoder(w).Encode(h)
-	})
+	}))
 	writeTimeout := statusWriteTimeout
 	if o.Pprof {
 		// Profiles, for "where does the memory go" on a live process; only

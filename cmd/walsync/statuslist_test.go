@@ -54,26 +54,7 @@ func TestStatusAndListAgree(t *testing.T) {
 	dbPath := filepath.Join(dir, "cli", "wal.db")
 	walDB(t, dbPath, 3)
 	rep := filepath.Join(dir, "rep")
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	addr := ln.Addr().String()
-	ln.Close()
-
-	ctx, cancel := context.WithCancel(context.Background())
-	defer cancel()
-	var stdout, stderr syncBuffer
-	done := make(chan int, 1)
-	go func() {
-		done <- run(ctx, []string{"watch", dbPath, "-b", rep, "--sync-interval", "100ms", "--addr", addr}, &stdout, &stderr)
-	}()
-	defer func() {
-		cancel()
-		if code := <-done; code != 0 {
-			t.Errorf("watch: exit %d\n%s", code, stderr.String())
-		}
-	}()
+	addr, stderr := startWatch(t, 0, dbPath, "-b", rep, "--sync-interval", "100ms")
 	deadline := time.Now().Add(15 * time.Second)
 	var st struct {
 		DBs []map[string]any `json:"dbs"`
@@ -125,4 +106,30 @@ func TestStatusAndListAgree(t *testing.T) {
 	if list["L9 SNAPSHOTS"] != "0" || !strings.HasPrefix(list["STORED BYTES BY LEVEL"], "L0 ") {
 		t.Errorf("list: L9 SNAPSHOTS %q, levels %q; want 0 and the image at L0", list["L9 SNAPSHOTS"], list["STORED BYTES BY LEVEL"])
 	}
+}
+
+// startWatch runs walsync watch args in this process, serving status on a
+// free address that it returns with watch's stderr. The watch stops when
+// the test ends; it must then exit with status want.
+func startWatch(t *testing.T, want int, args ...string) (string, *syncBuffer) {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr := ln.Addr().String()
+	ln.Close()
+	ctx, cancel := context.WithCancel(context.Background())
+	var stdout, stderr syncBuffer
+	done := make(chan int, 1)
+	go func() {
+		done <- run(ctx, append([]string{"watch", "--addr", addr}, args...), &stdout, &stderr)
+	}()
+	t.Cleanup(func() {
+		cancel()
+		if code := <-done; code != want {
+			t.Errorf("watch: exit %d, want %d\n%s", code, want, stderr.String())
+		}
+	})
+	return addr, &stderr
 }

@@ -46,28 +46,7 @@ func TestHostileListing(t *testing.T) {
 		{"keys going back", func(n int) ([]string, string) { return []string{key(1)}, fmt.Sprint("t", n) }, "out of order"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			var requests atomic.Int64
-			srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-				n := int(requests.Add(1)) - 1
-				keys, token := tc.page(n)
-				var b strings.Builder
-				b.WriteString(`<?xml version="1.0" encoding="UTF-8"?><ListBucketResult>`)
-				for _, k := range keys {
-					fmt.Fprintf(&b, "<Contents><Key>%s</Key><Size>1</Size><LastModified>2026-11-20T10:00:00Z</LastModified></Contents>", k)
-				}
-				fmt.Fprintf(&b, "<IsTruncated>true</IsTruncated><NextContinuationToken>%s</NextContinuationToken></ListBucketResult>", token)
-				w.Header().Set("Content-Type", "application/xml")
-				_, _ = w.Write([]byte(b.String()))
-			}))
-			defer srv.Close()
-			c, err := s3.New(s3.Config{
-				Bucket: "b", Prefix: "p", Endpoint: srv.URL, Region: "us-east-1",
-				Credentials: &s3.Credentials{AccessKeyID: "AK", SecretAccessKey: "SK", Source: "test"},
-				TempDir:     t.TempDir(),
-			})
-			if err != nil {
-				t.Fatal(err)
-			}
+			c, requests := hostileLister(t, tc.page)
 			it, err := c.LTXFiles(context.Background(), 0, 0)
 			if err != nil {
 				t.Fatal(err)
@@ -105,28 +84,8 @@ func TestHostileReplicaListing(t *testing.T) {
 		}, "more than 50 databases"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			var requests atomic.Int64
-			srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-				n := int(requests.Add(1)) - 1
-				keys, token := tc.page(n)
-				var b strings.Builder
-				b.WriteString(`<?xml version="1.0" encoding="UTF-8"?><ListBucketResult>`)
-				for _, k := range keys {
-					fmt.Fprintf(&b, "<Contents><Key>%s</Key><Size>1</Size></Contents>", k)
-				}
-				fmt.Fprintf(&b, "<IsTruncated>true</IsTruncated><NextContinuationToken>%s</NextContinuationToken></ListBucketResult>", token)
-				_, _ = w.Write([]byte(b.String()))
-			}))
-			defer srv.Close()
-			c, err := s3.New(s3.Config{
-				Bucket: "b", Prefix: "p", Endpoint: srv.URL, Region: "us-east-1",
-				Credentials: &s3.Credentials{AccessKeyID: "AK", SecretAccessKey: "SK", Source: "test"},
-				TempDir:     t.TempDir(),
-			})
-			if err != nil {
-				t.Fatal(err)
-			}
-			_, err = c.ListReplicas(context.Background())
+			c, requests := hostileLister(t, tc.page)
+			_, err := c.ListReplicas(context.Background())
 			if err == nil || !strings.Contains(err.Error(), tc.want) {
 				t.Fatalf("ListReplicas over %s: %v; want an error saying %q", tc.name, err, tc.want)
 			}
@@ -135,4 +94,34 @@ func TestHostileReplicaListing(t *testing.T) {
 			}
 		})
 	}
+}
+
+// hostileLister returns a client of a stand-in server that answers every
+// listing with page(n) for its n-th request (from 0), always truncated,
+// and the count of requests.
+func hostileLister(t *testing.T, page func(n int) (keys []string, token string)) (*s3.Client, *atomic.Int64) {
+	t.Helper()
+	var requests atomic.Int64
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		n := int(requests.Add(1)) - 1
+		keys, token := page(n)
+		var b strings.Builder
+		b.WriteString(`<?xml version="1.0" encoding="UTF-8"?><ListBucketResult>`)
+		for _, k := range keys {
+			fmt.Fprintf(&b, "<Contents><Key>%s</Key><Size>1</Size><LastModified>2026-11-20T10:00:00Z</LastModified></Contents>", k)
+		}
+		fmt.Fprintf(&b, "<IsTruncated>true</IsTruncated><NextContinuationToken>%s</NextContinuationToken></ListBucketResult>", token)
+		w.Header().Set("Content-Type", "application/xml")
+		_, _ = w.Write([]byte(b.String()))
+	}))
+	t.Cleanup(srv.Close)
+	c, err := s3.New(s3.Config{
+		Bucket: "b", Prefix: "p", Endpoint: srv.URL, Region: "us-east-1",
+		Credentials: &s3.Credentials{AccessKeyID: "AK", SecretAccessKey: "SK", Source: "test"},
+		TempDir:     t.TempDir(),
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return c, &requests
 }
