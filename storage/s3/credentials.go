@@ -242,11 +242,11 @@ func (c *credentialCache) status() CredentialStatus {
 //  6. the EC2 instance metadata service, IMDSv2 only.
 //
 // Steps 1, 2 and a profile that holds only keys are read here, as a
-// staticSource; the rest is a chainSource (credentials_chain.go). The AWS
-// CLI's order differs only for a profile holding both keys and an SSO or
-// credential_process setting (the CLI takes SSO first, the SDK the keys);
-// the profile's role_arn beats the environment's web identity in both, as
-// step 3 says.
+// staticSource; the rest is a chainSource (credentials_chain.go). Within a
+// profile the order is the AWS CLI's (botocore's): SSO, then keys in the
+// credentials file, then credential_process, then keys in the config file
+// (aws-sdk-go-v2 takes the keys first); the profile's role_arn beats the
+// environment's web identity, as step 3 says.
 
 // credentialOptions is what resolveCredentials reads besides the
 // environment.
@@ -285,7 +285,12 @@ func resolveCredentials(o credentialOptions) (credentialSource, error) {
 	cfgSection, inConfig := o.files.configSection(profile)
 	assumesRole := config["role_arn"] != ""
 	webIdentity := os.Getenv("AWS_WEB_IDENTITY_TOKEN_FILE") != "" && !assumesRole && !o.byName
-	if os.Getenv("AWS_WEB_IDENTITY_TOKEN_FILE") == "" && !assumesRole {
+	// Keys alone are read here; beside another source of the profile the
+	// chain decides, in the AWS CLI's order (SSO before the credentials
+	// file's keys, credential_process before the config file's).
+	pc := &profileConfig{s: config}
+	otherSource := pc.hasSSO() || config["credential_process"] != "" || config["credential_source"] != "" || config["web_identity_token_file"] != ""
+	if os.Getenv("AWS_WEB_IDENTITY_TOKEN_FILE") == "" && !assumesRole && !otherSource {
 		for _, f := range []struct {
 			sec  map[string]string
 			name string
@@ -348,10 +353,14 @@ func chainSourceName(p *profileConfig) string {
 		return "assume role (" + name + ")"
 	case p.hasSSO():
 		return "AWS SSO (" + name + ")"
-	case p.get("login_session") != "":
-		return "AWS login session (" + name + ")"
+	case p.hasKeys() && p.keysInCredentials:
+		return "shared credentials file, " + name
 	case p.get("credential_process") != "":
 		return "credential_process (" + name + ")"
+	case p.hasKeys():
+		return "AWS config file, " + name
+	case p.get("login_session") != "":
+		return "AWS login session (" + name + ")"
 	case os.Getenv("AWS_CONTAINER_CREDENTIALS_RELATIVE_URI") != "":
 		return "container credentials (AWS_CONTAINER_CREDENTIALS_RELATIVE_URI)"
 	case os.Getenv("AWS_CONTAINER_CREDENTIALS_FULL_URI") != "":

@@ -136,6 +136,10 @@ type profileConfig struct {
 	name   string
 	s      map[string]string
 	source *profileConfig // source_profile's, resolved
+	// keysInCredentials: its keys are in ~/.aws/credentials, which the
+	// AWS CLI reads after SSO and before credential_process; keys in
+	// ~/.aws/config come after credential_process.
+	keysInCredentials bool
 }
 
 func (p *profileConfig) get(k string) string { return p.s[k] }
@@ -177,7 +181,8 @@ func (b *chainBuilder) loadProfile(name string, seen map[string]bool) (*profileC
 	if !ok && len(seen) > 0 {
 		return nil, fmt.Errorf("source_profile %s is in neither ~/.aws/credentials nor ~/.aws/config", name)
 	}
-	p := &profileConfig{name: name, s: s}
+	c := b.files.creds[name]
+	p := &profileConfig{name: name, s: s, keysInCredentials: c["aws_access_key_id"] != "" && c["aws_secret_access_key"] != ""}
 	if len(seen) > 0 && p.hasKeys() {
 		return &profileConfig{name: name, s: map[string]string{
 			"aws_access_key_id": s["aws_access_key_id"], "aws_secret_access_key": s["aws_secret_access_key"], "aws_session_token": s["aws_session_token"]}}, nil
@@ -222,16 +227,19 @@ func (b *chainBuilder) loadProfile(name string, seen map[string]bool) (*profileC
 	return p, nil
 }
 
-// build returns the provider of profile p: resolveCredsFromProfile's
-// order. The web identity of the environment was tried before.
+// build returns the provider of profile p, in the AWS CLI's order within
+// a profile: an assumed role (source_profile, credential_source), web
+// identity, SSO, keys in ~/.aws/credentials, credential_process, keys in
+// ~/.aws/config. The web identity of the environment was tried before.
 func (b *chainBuilder) build(p *profileConfig) (provider, error) {
 	var base provider
 	var err error
+	keys := func() provider {
+		return staticProvider{Credentials{AccessKeyID: p.get("aws_access_key_id"), SecretAccessKey: p.get("aws_secret_access_key"), SessionToken: p.get("aws_session_token")}}
+	}
 	switch {
 	case p.source != nil:
 		base, err = b.build(p.source)
-	case p.hasKeys():
-		base = staticProvider{Credentials{AccessKeyID: p.get("aws_access_key_id"), SecretAccessKey: p.get("aws_secret_access_key"), SessionToken: p.get("aws_session_token")}}
 	case p.get("credential_source") != "":
 		base, err = b.namedSource(p)
 	case p.get("web_identity_token_file") != "":
@@ -239,11 +247,15 @@ func (b *chainBuilder) build(p *profileConfig) (provider, error) {
 		return b.webIdentity(p.get("web_identity_token_file"), p.roleInput())
 	case p.hasSSO():
 		base, err = b.sso(p)
+	case p.hasKeys() && p.keysInCredentials:
+		base = keys()
+	case p.get("credential_process") != "":
+		base = &processSource{command: p.get("credential_process")}
+	case p.hasKeys():
+		base = keys()
 	case p.get("login_session") != "":
 		return nil, fmt.Errorf("profile %s uses an AWS login session (login_session), which walsync does not read; "+
 			"use credential_process = aws configure export-credentials --profile %s --format process", p.name, p.name)
-	case p.get("credential_process") != "":
-		base = &processSource{command: p.get("credential_process")}
 	default:
 		base, err = b.machine()
 	}

@@ -395,6 +395,14 @@ func TestCredentialChainOrder(t *testing.T) {
 		{func() { os.Unsetenv("AWS_ACCESS_KEY_ID"); os.Unsetenv("AWS_SECRET_ACCESS_KEY") }, "AKIDWEBIDENTITY", "web identity"},
 		{func() { os.Unsetenv("AWS_WEB_IDENTITY_TOKEN_FILE"); os.Unsetenv("AWS_ROLE_ARN") }, "AKIDFILE", "shared credentials file"},
 		{func() { os.Remove(creds) }, "AKIDPROCESS", "credential_process"},
+		// Keys in the config file come after credential_process, as in
+		// the AWS CLI (aws-sdk-go-v2 takes them first).
+		{func() {
+			writeTextFile(t, config, "[default]\naws_access_key_id = AKIDCONFIG\naws_secret_access_key = secretCONFIG\ncredential_process = "+proc+"\n")
+		}, "AKIDPROCESS", "credential_process"},
+		{func() {
+			writeTextFile(t, config, "[default]\ncredential_process = "+proc+"\n")
+		}, "AKIDPROCESS", "credential_process"},
 		{func() { os.Remove(config) }, "AKIDCONTAINER", "container credentials"},
 		{func() { os.Unsetenv("AWS_CONTAINER_CREDENTIALS_FULL_URI") }, "AKIDIMDS", "EC2 instance metadata"},
 	} {
