@@ -102,6 +102,7 @@ func Stop() error {
 //	func TestMain(m *testing.M) { testenv.Main(m) }
 func Main(m *testing.M) {
 	code := m.Run()
+	RemoveBinary()
 	if err := Stop(); err != nil {
 		fmt.Fprintf(os.Stderr, "testenv: %v\n", err)
 	}

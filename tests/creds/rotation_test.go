@@ -160,7 +160,7 @@ func TestWatchAcrossCredentialRenewals(t *testing.T) {
 	}
 
 	env := []string{"HOME=" + dir, "PATH=" + os.Getenv("PATH"), "AWS_EC2_METADATA_SERVICE_ENDPOINT=" + imds.URL}
-	bin := walsyncBin(t)
+	bin := testenv.WalsyncBinary(t)
 	var stderr bytes.Buffer
 	watch := exec.Command(bin, "watch", dbPath, "-b", "s3://"+bucket+"/app", "--endpoint", gw.URL, "--region", s.Region,
 		"--sync-interval", "200ms", "--log-level", "debug")
@@ -233,27 +233,4 @@ func TestWatchAcrossCredentialRenewals(t *testing.T) {
 	if n != rows {
 		t.Fatalf("restored %d rows of %d committed\nwatch log:\n%s", n, rows, logs)
 	}
-}
-
-var (
-	buildOnce sync.Once
-	binPath   string
-	buildErr  error
-)
-
-// walsyncBin builds the command once per test binary.
-func walsyncBin(t *testing.T) string {
-	t.Helper()
-	buildOnce.Do(func() {
-		binPath = filepath.Join(os.TempDir(), fmt.Sprintf("walsync-creds-%d", os.Getpid()))
-		cmd := exec.Command("go", "build", "-o", binPath, "./cmd/walsync")
-		cmd.Dir = testenv.RepoRoot(t)
-		if out, err := cmd.CombinedOutput(); err != nil {
-			buildErr = fmt.Errorf("go build: %v\n%s", err, out)
-		}
-	})
-	if buildErr != nil {
-		t.Fatal(buildErr)
-	}
-	return binPath
 }

@@ -9,7 +9,6 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
-	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -19,34 +18,6 @@ import (
 	"github.com/walsync/walsync/restore"
 	"github.com/walsync/walsync/storage/file"
 )
-
-var (
-	buildOnce sync.Once
-	binPath   string
-	buildErr  error
-)
-
-// walsyncBin builds the command once per test binary.
-func walsyncBin(t *testing.T) string {
-	t.Helper()
-	buildOnce.Do(func() {
-		dir, err := os.MkdirTemp("", "walsync-bin-")
-		if err != nil {
-			buildErr = err
-			return
-		}
-		binPath = filepath.Join(dir, "walsync")
-		cmd := exec.Command("go", "build", "-o", binPath, "./cmd/walsync")
-		cmd.Dir = testenv.RepoRoot(t)
-		if out, err := cmd.CombinedOutput(); err != nil {
-			buildErr = fmt.Errorf("go build: %v\n%s", err, out)
-		}
-	})
-	if buildErr != nil {
-		t.Fatal(buildErr)
-	}
-	return binPath
-}
 
 func sqlite3(t *testing.T, db string, sql string) string {
 	t.Helper()
@@ -62,7 +33,7 @@ func sqlite3(t *testing.T, db string, sql string) string {
 // walsyncCmd runs walsync and returns stdout, stderr and the exit code.
 func walsyncCmd(t *testing.T, env []string, args ...string) (string, string, int) {
 	t.Helper()
-	cmd := exec.Command(walsyncBin(t), args...)
+	cmd := exec.Command(testenv.WalsyncBinary(t), args...)
 	cmd.Env = append(os.Environ(), env...)
 	var out, errb bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &out, &errb
@@ -113,7 +84,7 @@ func TestCLIWatchRestore(t *testing.T) {
 			}
 			var logs bytes.Buffer
 			args := append(append([]string{"watch"}, dbs...), append([]string{"-b", b.url, "--sync-interval", "200ms"}, b.args...)...)
-			cmd := exec.Command(walsyncBin(t), args...)
+			cmd := exec.Command(testenv.WalsyncBinary(t), args...)
 			cmd.Env = append(os.Environ(), b.env...)
 			cmd.Stderr = &logs
 			if err := cmd.Start(); err != nil {
@@ -234,7 +205,7 @@ func TestCrashRecovery(t *testing.T) {
 	kills := 0
 	start := func() (*exec.Cmd, *bytes.Buffer) {
 		var logs bytes.Buffer
-		cmd := exec.Command(walsyncBin(t), "watch", path, "-b", replica, "--sync-interval", "100ms")
+		cmd := exec.Command(testenv.WalsyncBinary(t), "watch", path, "-b", replica, "--sync-interval", "100ms")
 		cmd.Stderr = &logs
 		if err := cmd.Start(); err != nil {
 			t.Fatal(err)

@@ -9,6 +9,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/walsync/walsync/internal/testenv"
 )
 
 // watchProc is a `walsync watch` process under test.
@@ -22,7 +24,7 @@ func startWatch(t *testing.T, b backendArgs, args ...string) *watchProc {
 	t.Helper()
 	w := &watchProc{logs: &lockedBuffer{}, addr: freePort(t)}
 	all := append(append([]string{"watch"}, args...), append([]string{"-b", b.url, "--addr", w.addr}, b.args...)...)
-	w.cmd = exec.Command(walsyncBin(t), all...)
+	w.cmd = exec.Command(testenv.WalsyncBinary(t), all...)
 	w.cmd.Env = append(os.Environ(), b.env...)
 	w.cmd.Stderr = w.logs
 	if err := w.cmd.Start(); err != nil {
@@ -150,7 +152,7 @@ func TestNameCollisionThroughSymlink(t *testing.T) {
 		t.Fatal(err)
 	}
 	logs := &lockedBuffer{}
-	cmd := exec.Command(walsyncBin(t), "watch", "--config", cfg, "--sync-interval", "100ms")
+	cmd := exec.Command(testenv.WalsyncBinary(t), "watch", "--config", cfg, "--sync-interval", "100ms")
 	cmd.Stderr = logs
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)

@@ -62,7 +62,7 @@ walsync:
 	env := []string{"TEST_KEY_ID=" + srv.AccessKey, "TEST_SECRET=" + srv.SecretKey,
 		"AWS_ACCESS_KEY_ID=", "AWS_SECRET_ACCESS_KEY="}
 	var logs bytes.Buffer
-	cmd := exec.Command(walsyncBin(t), "watch", "--config", cfgPath)
+	cmd := exec.Command(testenv.WalsyncBinary(t), "watch", "--config", cfgPath)
 	cmd.Env = append(os.Environ(), env...)
 	cmd.Stderr = &logs
 	if err := cmd.Start(); err != nil {

@@ -15,6 +15,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/walsync/walsync/internal/testenv"
 )
 
 // lockedBuffer is a log several goroutines read while walsync writes it.
@@ -150,7 +152,7 @@ func TestStatusPortCannotStarveReplication(t *testing.T) {
 	sqlite3(t, a, "PRAGMA journal_mode=WAL; CREATE TABLE notes (id INTEGER PRIMARY KEY, body TEXT); INSERT INTO notes (body) VALUES ('first');")
 	replica := filepath.Join(dir, "replica")
 	addr := freePort(t)
-	p := startStatusWatch(t, addr, prlimit, "--nofile=256:256", "--", walsyncBin(t), "watch", "--dir", root, "-b", replica,
+	p := startStatusWatch(t, addr, prlimit, "--nofile=256:256", "--", testenv.WalsyncBinary(t), "watch", "--dir", root, "-b", replica,
 		"--addr", addr, "--sync-interval", "200ms")
 	pid := p.cmd.Process.Pid
 	restoresAs := func(name, src string) bool {
@@ -241,7 +243,7 @@ func TestStatusPprofOnlyWithFlag(t *testing.T) {
 		pprof bool
 	}{{"127.0.0.1", false}, {"127.0.0.1", true}, {"0.0.0.0", false}, {"0.0.0.0", true}} {
 		_, port, _ := net.SplitHostPort(freePort(t))
-		args := []string{walsyncBin(t), "watch", db, "-b", replica, "--addr", net.JoinHostPort(c.host, port)}
+		args := []string{testenv.WalsyncBinary(t), "watch", db, "-b", replica, "--addr", net.JoinHostPort(c.host, port)}
 		if c.pprof {
 			args = append(args, "--pprof")
 		}

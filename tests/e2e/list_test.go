@@ -134,7 +134,7 @@ func TestNamesEscapedForTheTerminal(t *testing.T) {
 
 	// status shows paths found by --dir.
 	addr := freePort(t)
-	p := startStatusWatch(t, addr, walsyncBin(t), "watch", "--dir", root, "--recursive", "-b", filepath.Join(dir, "replica2"),
+	p := startStatusWatch(t, addr, testenv.WalsyncBinary(t), "watch", "--dir", root, "--recursive", "-b", filepath.Join(dir, "replica2"),
 		"--addr", addr, "--sync-interval", "200ms")
 	waitUntil(t, 30*time.Second, "both databases in status", func() bool {
 		st, err := fetchStatus(addr)

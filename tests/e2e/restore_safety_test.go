@@ -11,6 +11,8 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/walsync/walsync/internal/testenv"
 )
 
 // Issue 19: a restore never destroys before it has succeeded. These run the
@@ -95,7 +97,7 @@ func TestCLIConcurrentRestores(t *testing.T) {
 	replica := filepath.Join(dir, "replica")
 	out := filepath.Join(dir, "out", "app.db")
 	os.MkdirAll(filepath.Dir(out), 0o755)
-	walsyncBin(t)
+	testenv.WalsyncBinary(t)
 
 	type result struct {
 		code   int
@@ -139,7 +141,7 @@ func TestCLIRestoreAfterKill(t *testing.T) {
 
 	killed := false
 	for attempt := 0; attempt < 5 && !killed; attempt++ {
-		cmd := exec.Command(walsyncBin(t), "restore", "d/app", "-o", out, "-b", replica)
+		cmd := exec.Command(testenv.WalsyncBinary(t), "restore", "d/app", "-o", out, "-b", replica)
 		if err := cmd.Start(); err != nil {
 			t.Fatal(err)
 		}

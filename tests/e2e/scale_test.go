@@ -21,6 +21,7 @@ import (
 	_ "github.com/mattn/go-sqlite3"
 
 	"github.com/walsync/walsync/engine"
+	"github.com/walsync/walsync/internal/testenv"
 	"github.com/walsync/walsync/restore"
 	"github.com/walsync/walsync/storage/file"
 )
@@ -89,7 +90,7 @@ func TestFDLimit(t *testing.T) {
 	replica := filepath.Join(dir, "replica")
 	addr := freePort(t)
 	var logBuf bytes.Buffer
-	cmd := exec.Command("bash", "-c", `ulimit -n 256 && exec "$@"`, "walsync", walsyncBin(t), "watch",
+	cmd := exec.Command("bash", "-c", `ulimit -n 256 && exec "$@"`, "walsync", testenv.WalsyncBinary(t), "watch",
 		"--dir", root, "--recursive", "-b", replica, "--addr", addr,
 		"--sync-interval", "200ms", "--idle-timeout", "1s", "--snapshot-interval", "0", "--levels", "none")
 	cmd.Stdout, cmd.Stderr = &logBuf, &logBuf

@@ -26,45 +26,6 @@ import (
 
 // ---------------------------------------------------------------- binary
 
-var (
-	buildOnce sync.Once
-	binDir    string
-	binPath   string
-	buildErr  error
-)
-
-// walsyncBin builds ./cmd/walsync once per test binary, or returns
-// $WALSYNC_BIN when set (to run the suite against a given binary).
-func walsyncBin(t testing.TB) string {
-	t.Helper()
-	buildOnce.Do(func() {
-		if p := os.Getenv("WALSYNC_BIN"); p != "" {
-			binPath, buildErr = filepath.Abs(p)
-			return
-		}
-		binDir, buildErr = os.MkdirTemp("", "walsync-faults-bin-")
-		if buildErr != nil {
-			return
-		}
-		binPath = filepath.Join(binDir, "walsync")
-		cmd := exec.Command("go", "build", "-o", binPath, "./cmd/walsync")
-		cmd.Dir = testenv.RepoRoot(t)
-		if out, err := cmd.CombinedOutput(); err != nil {
-			buildErr = fmt.Errorf("go build ./cmd/walsync: %v\n%s", err, out)
-		}
-	})
-	if buildErr != nil {
-		t.Fatal(buildErr)
-	}
-	return binPath
-}
-
-func cleanupBinary() {
-	if binDir != "" {
-		os.RemoveAll(binDir)
-	}
-}
-
 // ------------------------------------------------- captured output, secrets
 
 // captured is everything walsync printed in this suite, searched for
@@ -232,7 +193,7 @@ func cli(t *testing.T, tg *target, extraEnv []string, args ...string) (string, s
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
 	defer cancel()
-	cmd := exec.CommandContext(ctx, walsyncBin(t), args...)
+	cmd := exec.CommandContext(ctx, testenv.WalsyncBinary(t), args...)
 	cmd.Env = baseEnv()
 	if tg != nil {
 		cmd.Env = append(cmd.Env, tg.env...)
@@ -285,7 +246,7 @@ func startWatchRaw(t *testing.T, env []string, args ...string) *proc {
 
 func startProc(t *testing.T, env []string, wrapper []string, all ...string) *proc {
 	t.Helper()
-	argv := append(append(append([]string(nil), wrapper...), walsyncBin(t)), all...)
+	argv := append(append(append([]string(nil), wrapper...), testenv.WalsyncBinary(t)), all...)
 	cmd := exec.Command(argv[0], argv[1:]...)
 	cmd.Env = append(baseEnv(), env...)
 	p := &proc{t: t, cmd: cmd, log: newCapture(t.Name() + ": walsync " + strings.Join(all, " ")), done: make(chan struct{})}

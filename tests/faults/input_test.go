@@ -27,6 +27,8 @@ import (
 	"time"
 
 	_ "github.com/mattn/go-sqlite3"
+
+	"github.com/walsync/walsync/internal/testenv"
 )
 
 // ------------------------------------------------ databases walsync refuses
@@ -702,7 +704,7 @@ func TestEscapingObjectNames(t *testing.T) {
 	before := tree(t, sandbox)
 	run := func(args ...string) (string, string, int) {
 		t.Helper()
-		cmd := exec.Command(walsyncBin(t), append(append(args, "-b", ht.url), ht.args...)...)
+		cmd := exec.Command(testenv.WalsyncBinary(t), append(append(args, "-b", ht.url), ht.args...)...)
 		cmd.Dir = sandbox
 		cmd.Env = append(baseEnv(), ht.env...)
 		outC, errC := newCapture(t.Name()+": "+strings.Join(args, " ")), newCapture(t.Name()+": stderr")

@@ -78,7 +78,7 @@ func TestMain(m *testing.M) {
 	if err := testenv.Stop(); err != nil {
 		fmt.Fprintf(os.Stderr, "testenv: %v\n", err)
 	}
-	cleanupBinary()
+	testenv.RemoveBinary()
 	// Everything walsync printed during the suite is searched for every
 	// credential it was given: this is the "credentials never appear" proof
 	// over the whole suite, faults and crashes included.
